@@ -1,0 +1,25 @@
+# Decides whether the CUDA backend is compiled. SDXL_CUDA=AUTO (default) turns it on where nvcc is found.
+# The architectures must be set before enable_language(CUDA); sm_80 (A100) and sm_90 (H100/H200).
+set(SDXL_CUDA "AUTO" CACHE STRING "Build the CUDA backend: ON, OFF or AUTO (on where nvcc is found)")
+set(SDXL_CUDA_ARCHITECTURES "80;90" CACHE STRING "CUDA architectures to compile for")
+
+set(SDXL_WITH_CUDA OFF)
+if(NOT SDXL_CUDA STREQUAL "OFF")
+  include(CheckLanguage)
+  if(NOT CMAKE_CUDA_COMPILER AND EXISTS "/usr/local/cuda/bin/nvcc")
+    set(CMAKE_CUDA_COMPILER "/usr/local/cuda/bin/nvcc")
+  endif()
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    set(CMAKE_CUDA_ARCHITECTURES "${SDXL_CUDA_ARCHITECTURES}")
+    # Static cudart: the library loads on machines with no CUDA runtime installed (and no driver).
+    set(CMAKE_CUDA_RUNTIME_LIBRARY Static)
+    enable_language(CUDA)
+    set(CMAKE_CUDA_STANDARD 17)
+    set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+    set(SDXL_WITH_CUDA ON)
+  elseif(SDXL_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "SDXL_CUDA=ON but no CUDA compiler was found (set CMAKE_CUDA_COMPILER)")
+  endif()
+endif()
+message(STATUS "sdxl4j: CUDA backend ${SDXL_WITH_CUDA} (architectures ${SDXL_CUDA_ARCHITECTURES})")

@@ -1,0 +1,61 @@
+package io.sdxl4j;
+
+import io.sdxl4j.internal.Native;
+import io.sdxl4j.nat.global.sdxl;
+
+/** Facts about the loaded native core, and its process-wide settings. */
+public final class Sdxl4j {
+    private Sdxl4j() {}
+
+    /**
+     * Loads the native libraries (libopenblas, libsdxl and its JNI glue, extracted from the jars by JavaCPP).
+     * Called implicitly by every API; call it early to fail fast.
+     *
+     * @throws SdxlException UNSUPPORTED when this platform has no native build
+     */
+    public static void load() {
+        try {
+            org.bytedeco.javacpp.Loader.load(sdxl.class);
+        } catch (UnsatisfiedLinkError | NoClassDefFoundError e) {
+            throw new SdxlException(ErrorCode.UNSUPPORTED,
+                    "cannot load the sdxl4j native library for " + org.bytedeco.javacpp.Loader.getPlatform()
+                            + " (only linux-x86_64 is built): " + e.getMessage(), e);
+        }
+    }
+
+    /** Version of the native core. */
+    public static String version() {
+        load();
+        return Native.call(() -> sdxl.version().getString());
+    }
+
+    /** Whether this build has the CUDA backend compiled in. */
+    public static boolean cudaCompiled() {
+        load();
+        return Native.call(sdxl::cuda_compiled);
+    }
+
+    /** Whether a CUDA device is usable right now. */
+    public static boolean cudaAvailable() {
+        load();
+        return Native.call(sdxl::cuda_available);
+    }
+
+    /** One line about the CUDA devices, or why there are none. */
+    public static String cudaStatus() {
+        load();
+        return Native.call(() -> sdxl.cuda_status().getString());
+    }
+
+    /** Threads the CPU backend uses. */
+    public static int numThreads() {
+        load();
+        return Native.call(sdxl::num_threads);
+    }
+
+    /** Sets the CPU backend's thread count (at least 1). */
+    public static void setNumThreads(int n) {
+        load();
+        Native.run(() -> sdxl.set_num_threads(n));
+    }
+}

@@ -1,0 +1,158 @@
+// sdxl4j's public native API: the ONE header JavaCPP parses (see presets/). Plain classes, enums,
+// std::string, std::vector<int64_t> and raw pointers + lengths only; the core's own headers stay private.
+//
+// Errors: every function may throw sdxl::Error (a std::runtime_error) whose what() reads
+// "SDXL:<ERROR_CODE>: <message>"; JavaCPP carries it to Java, where it becomes SdxlException.
+// Handles (Tensor, SafetensorsFile) are cheap to copy: copies share the same data.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace sdxl {
+namespace api {
+
+// Same names and numbers as io.sdxl4j.ErrorCode.
+enum ErrorCode {
+    INVALID_ARGUMENT = 1,
+    NOT_FOUND = 2,
+    BAD_MODEL_FILE = 3,
+    OUT_OF_MEMORY = 4,
+    DEVICE_ERROR = 5,
+    CANCELLED = 6,
+    UNSUPPORTED = 7,
+    INTERNAL = 8
+};
+
+// Element types and devices (numbers shared with io.sdxl4j.DType / Device).
+enum DTypeCode { DTYPE_F32 = 0, DTYPE_F16 = 1, DTYPE_BF16 = 2, DTYPE_I64 = 3 };
+enum DeviceCode { DEVICE_CPU = 0, DEVICE_CUDA = 1 };
+
+// A tensor handle. Default-constructed = undefined (used for "no bias", "no mask").
+class Tensor {
+public:
+    Tensor();
+    Tensor(const Tensor& other);
+    ~Tensor();
+    Tensor& operator=(const Tensor& other);
+
+    bool defined() const;
+    int dtype() const;
+    int device() const;
+    int ndim() const;
+    std::vector<int64_t> shape() const;
+    std::vector<int64_t> strides() const;
+    int64_t numel() const;
+    bool is_contiguous() const;
+    std::string describe() const;
+
+    // New contiguous CPU tensors copied from Java arrays. `data` holds numel elements.
+    static Tensor from_floats(const float* data, const std::vector<int64_t>& shape);
+    static Tensor from_longs(const int64_t* data, const std::vector<int64_t>& shape);
+    // Raw little-endian bytes of the given dtype (numel * element size bytes).
+    static Tensor from_bytes(const int8_t* data, int64_t nbytes, int dtype, const std::vector<int64_t>& shape);
+
+    // Copies out (any device, any strides). count must equal numel (bytes: numel * element size).
+    void copy_to_floats(float* out, int64_t count) const;  // converts from F16/BF16/I64
+    void copy_to_longs(int64_t* out, int64_t count) const;  // I64 only
+    void copy_to_bytes(char* out, int64_t nbytes) const;    // raw, in the tensor's dtype
+
+    // Views and conversions.
+    Tensor to_dtype(int dtype) const;
+    Tensor to_device(int device) const;
+    Tensor contiguous() const;
+    Tensor reshape(const std::vector<int64_t>& shape) const;
+    Tensor permute(const std::vector<int64_t>& dims) const;
+    Tensor narrow(int dim, int64_t start, int64_t length) const;
+    // True when both handles view the same storage (used to prove zero-copy loads).
+    bool shares_storage_with(const Tensor& other) const;
+
+private:
+    friend struct TensorAccess;
+    void* impl_;  // sdxl::Tensor*
+};
+
+// An ordered list of tensors (for concat and other many-input calls).
+class TensorList {
+public:
+    TensorList();
+    TensorList(const TensorList& other);
+    ~TensorList();
+    TensorList& operator=(const TensorList& other);
+    void add(const Tensor& t);
+    int64_t size() const;
+    Tensor get(int64_t index) const;
+
+private:
+    void* impl_;  // std::vector<sdxl::Tensor>*
+};
+
+// A memory-mapped .safetensors file, parsed strictly. Tensors it returns keep the mapping alive.
+class SafetensorsFile {
+public:
+    SafetensorsFile(const SafetensorsFile& other);
+    ~SafetensorsFile();
+    SafetensorsFile& operator=(const SafetensorsFile& other);
+
+    static SafetensorsFile open(const std::string& path);
+    std::string path() const;
+    std::vector<std::string> names() const;  // sorted
+    bool contains(const std::string& name) const;
+    std::string dtype_name(const std::string& name) const;  // as written in the file, e.g. "F16"
+    std::vector<int64_t> shape(const std::string& name) const;
+    std::vector<std::string> metadata_keys() const;
+    std::string metadata_value(const std::string& key) const;
+    Tensor get(const std::string& name) const;      // zero-copy, the file's dtype
+    Tensor get_f32(const std::string& name) const;  // F16/BF16 widened to F32
+
+private:
+    SafetensorsFile();
+    void* impl_;  // std::shared_ptr<sdxl::io::SafetensorsFile>*
+};
+
+// ---- ops (see native/src/ops/ops.h for the exact semantics; undefined Tensor = absent)
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b);
+Tensor matmul(const Tensor& a, const Tensor& b);
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int padding);
+Tensor upsample_nearest(const Tensor& x, int64_t out_h, int64_t out_w);
+Tensor upsample_nearest2x(const Tensor& x);
+Tensor group_norm(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps);
+Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps);
+Tensor silu(const Tensor& x);
+Tensor gelu(const Tensor& x);
+Tensor gelu_tanh(const Tensor& x);
+Tensor quick_gelu(const Tensor& x);
+Tensor geglu(const Tensor& x);
+Tensor softmax(const Tensor& x);
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask, bool causal,
+                 float scale);
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor scale(const Tensor& x, float alpha, float beta);
+Tensor concat(const TensorList& parts, int dim);
+Tensor slice(const Tensor& x, int dim, int64_t start, int64_t length);
+Tensor timestep_embedding(const Tensor& t, int dim, bool flip_sin_to_cos, float downscale_freq_shift,
+                          float scale, float max_period);
+
+// ---- exact scalar conversions (exposed for tests and tools)
+uint16_t float_to_f16_bits(float value);
+float f16_bits_to_float(uint16_t bits);
+uint16_t float_to_bf16_bits(float value);
+float bf16_bits_to_float(uint16_t bits);
+
+// ---- runtime
+std::string version();
+int num_threads();
+void set_num_threads(int n);
+bool cuda_compiled();
+bool cuda_available();
+std::string cuda_status();
+// Does nothing; lets benchmarks measure the cost of one JNI call.
+void noop();
+// Throws Error(code, message): lets tests check the C++ -> Java error path.
+void raise_error(int code, const std::string& message);
+
+}  // namespace api
+}  // namespace sdxl

@@ -1,0 +1,28 @@
+// Stand-ins used when the library is built without the CUDA backend (SDXL_CUDA=OFF or no nvcc).
+#include "backends/backend.h"
+#include "core/device.h"
+
+namespace sdxl {
+
+const Backend& cuda_backend() {
+    static const Backend table{"cuda (not compiled)"};
+    return table;
+}
+
+namespace device {
+
+[[noreturn]] static void not_compiled() {
+    fail(ErrorCode::UNSUPPORTED, "this build of libsdxl has no CUDA backend (rebuild with -DSDXL_CUDA=ON)");
+}
+
+bool cuda_compiled() { return false; }
+bool cuda_available() { return false; }
+std::string cuda_status() { return "CUDA backend not compiled into this build"; }
+void* cuda_malloc(size_t) { not_compiled(); }
+void cuda_free(void*) noexcept {}
+void copy_host_to_device(void*, const void*, size_t) { not_compiled(); }
+void copy_device_to_host(void*, const void*, size_t) { not_compiled(); }
+void copy_device_to_device(void*, const void*, size_t) { not_compiled(); }
+
+}  // namespace device
+}  // namespace sdxl

@@ -1,0 +1,37 @@
+package io.sdxl4j.nat.presets;
+
+import org.bytedeco.javacpp.annotation.Platform;
+import org.bytedeco.javacpp.annotation.Properties;
+import org.bytedeco.javacpp.tools.Info;
+import org.bytedeco.javacpp.tools.InfoMap;
+import org.bytedeco.javacpp.tools.InfoMapper;
+
+/**
+ * JavaCPP preset for libsdxl: parses the one public header, {@code native/include/sdxl/sdxl.h}.
+ * Inheriting the OpenBLAS (no LAPACK) preset makes {@code Loader} load libopenblas.so.0 from the
+ * org.bytedeco:openblas jar before libsdxl.so, which links against it.
+ */
+@Properties(
+        inherit = org.bytedeco.openblas.presets.openblas_nolapack.class,
+        target = "io.sdxl4j.nat",
+        global = "io.sdxl4j.nat.global.sdxl",
+        value = @Platform(
+                value = "linux-x86_64",
+                compiler = "cpp17",
+                include = "sdxl/sdxl.h",
+                link = "sdxl"))
+public class sdxl implements InfoMapper {
+    @Override
+    public void map(InfoMap infoMap) {
+        // Java-side names that do not clash with the user-facing io.sdxl4j classes.
+        infoMap.put(new Info("std::vector<int64_t>").pointerTypes("LongVector").define())
+                .put(new Info("std::vector<std::string>").pointerTypes("StringVector").define())
+                .put(new Info("sdxl::api::Tensor").pointerTypes("NativeTensor"))
+                .put(new Info("sdxl::api::TensorList").pointerTypes("NativeTensorList"))
+                .put(new Info("sdxl::api::SafetensorsFile").pointerTypes("NativeSafetensorsFile"))
+                .put(new Info("sdxl::api::TensorAccess").skip())
+                // Assignment operators would be exposed as put(); copies are made with the copy constructor.
+                .put(new Info("sdxl::api::Tensor::operator =", "sdxl::api::TensorList::operator =",
+                        "sdxl::api::SafetensorsFile::operator =").skip());
+    }
+}
