@@ -266,8 +266,8 @@ SDXL_TEST(test_safetensors_get_is_zero_copy_and_keeps_mapping_alive) {
         CHECK(static_cast<const char*>(w.raw_data()) == base + 8 + n + wi->begin);
         CHECK(std::memcmp(base, le64(n).data(), 8) == 0);  // really the file's bytes, not a copy
         CHECK(reinterpret_cast<uintptr_t>(w.raw_data()) % 4 == 0);
-        for (const TensorInfo& t : f->header().tensors)  // every loadable tensor is a view of the mapping
-            if (t.supported) CHECK_MSG(f->get(t.name).storage() == w.storage(), t.name);
+        for (const TensorInfo& t : f->header().tensors)  // every non-empty loadable tensor views the mapping
+            if (t.supported && t.end > t.begin) CHECK_MSG(f->get(t.name).storage() == w.storage(), t.name);
         CHECK(f->get_f32("unet.weight").storage() == w.storage());  // F32 get_f32 is the same view
     }
     // The SafetensorsFile is gone; the tensors still own the mapping.
@@ -378,6 +378,23 @@ SDXL_TEST(test_safetensors_get_errors_name_file_and_tensor) {
     } catch (const Error& e) {
         CHECK(contains(e.message(), path) && contains(e.message(), "'doubles'") && contains(e.message(), "F64"));
     }
+}
+
+// Zero-size tensors with huge dims are valid; loading them must not overflow any index arithmetic.
+SDXL_TEST(test_safetensors_zero_size_tensors_with_huge_dims) {
+    TempDir dir;
+    std::string h = "{" + entry("a", "F32", "[2]", 0, 8) + "," + entry("z", "F32", "[9223372036854775807,0]", 8, 8) +
+                    "," + entry("y", "F16", "[0,9223372036854775807]", 8, 8) + "," +
+                    entry("x", "I64", "[3,0,3074457345618258602]", 8, 8) + "}";
+    while (h.size() % 8) h += ' ';
+    std::string path = dir.write("z.safetensors", le64(h.size()) + h + std::string(8, '\0'));
+    auto f = SafetensorsFile::open(path);
+    for (const char* name : {"z", "y", "x"}) {
+        Tensor t = f->get(name);
+        CHECK_MSG(t.numel() == 0 && t.shape() == f->find(name)->shape, name);
+        if (t.dtype() != DType::I64) CHECK_MSG(f->get_f32(name).numel() == 0, name);
+    }
+    CHECK(f->get("a").numel() == 2);
 }
 
 // ---------------------------------------------------------------------------------------------- open()
@@ -666,7 +683,8 @@ SDXL_TEST(test_safetensors_mutated_headers_never_crash) {
     const char* tokens[] = {"{", "}", "[", "]", "\"", ":", ",", "0", "1", "9", "-", "+", ".", "e", "E", "\\",
                             "\\u", "\\ud800", "\\udc00", "\\u0000", " ", "\t", "\n", "\"dtype\"", "\"shape\"",
                             "\"data_offsets\"", "\"__metadata__\"", "\"F32\"", "\"F64\"", "\"BOOL\"", "null", "true",
-                            "18446744073709551615", "18446744073709551616", "9223372036854775808", "4294967296",
+                            "18446744073709551615", "18446744073709551616", "9223372036854775807", "9223372036854775808",
+                            "4294967296", ",0",
                             "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82\xac", "\xff", "\x80"};
     const int n_tokens = int(sizeof(tokens) / sizeof(tokens[0]));
 

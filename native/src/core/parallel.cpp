@@ -133,7 +133,7 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
     grain = std::max<int64_t>(grain, 1);
     int threads = in_worker ? 1 : num_threads();
     int64_t chunks = std::min<int64_t>(threads * 4, (n + grain - 1) / grain);
-    if (chunks <= 1) {
+    if (chunks <= 1 || in_worker) {  // nested calls run inline (parallel.h): the pool runs one region at a time
         body(0, n);
         return;
     }

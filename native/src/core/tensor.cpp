@@ -35,17 +35,22 @@ std::string shape_str(const Shape& s) {
 }
 
 int64_t shape_numel(const Shape& s) {
+    // Zero first: an empty shape may carry dims whose product alone would overflow.
+    for (int64_t d : s)
+        if (d == 0) return 0;
     int64_t n = 1;
     for (int64_t d : s) n *= d;
     return n;
 }
 
 Shape contiguous_strides(const Shape& s) {
+    // Unsigned: an empty tensor may have huge other dims; its strides are never used to address memory,
+    // and the wrap-around of unsigned arithmetic is defined (signed overflow would not be).
     Shape st(s.size());
-    int64_t acc = 1;
+    uint64_t acc = 1;
     for (size_t i = s.size(); i-- > 0;) {
-        st[i] = acc;
-        acc *= std::max<int64_t>(s[i], 1);
+        st[i] = int64_t(acc);
+        acc *= uint64_t(std::max<int64_t>(s[i], 1));
     }
     return st;
 }
@@ -114,14 +119,21 @@ Tensor Tensor::from_storage(std::shared_ptr<Storage> storage, int64_t offset, co
     if (strides.size() != shape.size())
         fail(ErrorCode::INVALID_ARGUMENT, "from_storage: ", strides.size(), " strides for shape ", shape_str(shape));
     if (offset < 0) fail(ErrorCode::INVALID_ARGUMENT, "from_storage: negative offset");
-    // The furthest element reached must lie inside the storage.
-    int64_t last = offset;
+    // The furthest element reached must lie inside the storage (checked arithmetic: shapes come from files).
+    // An empty view reaches no element, whatever its dims.
     bool empty_tensor = shape_numel(shape) == 0;
+    uint64_t last = uint64_t(offset);
     for (size_t i = 0; i < shape.size(); ++i) {
         if (strides[i] < 0) fail(ErrorCode::INVALID_ARGUMENT, "from_storage: negative stride");
-        if (shape[i] > 0) last += (shape[i] - 1) * strides[i];
+        if (empty_tensor || shape[i] == 0) continue;
+        uint64_t step;
+        if (__builtin_mul_overflow(uint64_t(shape[i] - 1), uint64_t(strides[i]), &step) ||
+            __builtin_add_overflow(last, step, &last))
+            fail(ErrorCode::INVALID_ARGUMENT, "from_storage: view ", shape_str(shape), " overflows");
     }
-    size_t need = empty_tensor ? size_t(offset) * dtype_size(dtype) : size_t(last + 1) * dtype_size(dtype);
+    uint64_t need;
+    if (__builtin_mul_overflow(empty_tensor ? last : last + 1, uint64_t(dtype_size(dtype)), &need))
+        fail(ErrorCode::INVALID_ARGUMENT, "from_storage: view ", shape_str(shape), " overflows");
     if (need > storage->nbytes())
         fail(ErrorCode::INVALID_ARGUMENT, "from_storage: view ", shape_str(shape), " at offset ", offset,
              " needs ", need, " bytes, storage has ", storage->nbytes());
@@ -147,6 +159,7 @@ int64_t Tensor::size(int d) const { return shape_[norm_dim(d)]; }
 int64_t Tensor::stride(int d) const { return strides_[norm_dim(d)]; }
 
 bool Tensor::is_contiguous() const {
+    if (numel() == 0) return true;  // no element is addressed (as in torch)
     int64_t expect = 1;
     for (size_t i = shape_.size(); i-- > 0;) {
         if (shape_[i] == 1) continue;
@@ -231,7 +244,7 @@ Tensor Tensor::unsqueeze(int d) const {
 
 Tensor Tensor::clone() const {
     if (device() != Device::CPU) {
-        if (!is_contiguous()) return to(Device::CPU).contiguous().to(Device::CUDA);
+        if (!is_contiguous()) return to(Device::CPU).to(device());  // to(CPU) gathers strided views
         Tensor out = empty(shape_, dtype_, device());
         device::copy_device_to_device(out.raw_data(), raw_data(), size_t(numel()) * dtype_size(dtype_));
         return out;
@@ -255,12 +268,24 @@ Tensor Tensor::to(DType dtype) const {
 
 Tensor Tensor::to(Device target) const {
     if (target == device()) return *this;
-    Tensor src = contiguous();
-    Tensor out = empty(shape_, dtype_, target);
-    size_t nbytes = size_t(numel()) * dtype_size(dtype_);
-    if (target == Device::CUDA) device::copy_host_to_device(out.raw_data(), src.raw_data(), nbytes);
-    else device::copy_device_to_host(out.raw_data(), src.raw_data(), nbytes);
-    return out;
+    if (target == Device::CUDA) {
+        Tensor src = contiguous();  // on the host: a plain strided copy
+        Tensor out = empty(shape_, dtype_, target);
+        device::copy_host_to_device(out.raw_data(), src.raw_data(), size_t(numel()) * dtype_size(dtype_));
+        return out;
+    }
+    if (is_contiguous()) {
+        Tensor out = empty(shape_, dtype_, target);
+        device::copy_device_to_host(out.raw_data(), raw_data(), size_t(numel()) * dtype_size(dtype_));
+        return out;
+    }
+    // A strided device view: bring the span of storage it covers to the host, then gather there.
+    // (Never via contiguous() on the device, which would come back here.)
+    int64_t span = 1;
+    for (int i = 0; i < dim(); ++i) span += (shape_[i] - 1) * strides_[i];
+    auto host = Storage::allocate(size_t(span) * dtype_size(dtype_), Device::CPU);
+    device::copy_device_to_host(host->data(), raw_data(), size_t(span) * dtype_size(dtype_));
+    return from_storage(host, 0, shape_, strides_, dtype_).contiguous();
 }
 
 std::string Tensor::describe() const {

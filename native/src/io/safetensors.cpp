@@ -194,10 +194,17 @@ private:
         while (p_ < end_ && (*p_ == ' ' || *p_ == '\t' || *p_ == '\n' || *p_ == '\r')) ++p_;
     }
 
-    [[noreturn]] void syntax(const char* what) const {
+    // show_found: say what token is at the error position (not useful inside a string or number).
+    [[noreturn]] void syntax(const char* what, bool show_found = true) const {
         std::string where = context_.empty() ? "" : "tensor " + quoted(context_) + ": ";
+        std::string after = show_found ? " (found " + found() + ")" : "";
         fail(ErrorCode::BAD_MODEL_FILE, file_, ": ", where, "invalid safetensors header at byte ", p_ - begin_,
-             " of ", end_ - begin_, ": ", what, " (found ", found(), ")");
+             " of ", end_ - begin_, ": ", what, after);
+    }
+
+    bool at_literal(const char* lit) const {
+        size_t n = std::strlen(lit);
+        return size_t(end_ - p_) >= n && std::memcmp(p_, lit, n) == 0;
     }
 
     // The kind of token at p_, for messages.
@@ -208,8 +215,9 @@ private:
             case '{': return "an object";
             case '[': return "an array";
             case '"': return "a string";
-            case 't': case 'f': return "a boolean or garbage";
-            case 'n': return "null or garbage";
+            case 't': if (at_literal("true")) return "a boolean"; break;
+            case 'f': if (at_literal("false")) return "a boolean"; break;
+            case 'n': if (at_literal("null")) return "null"; break;
             case '-': return "a negative number";
             default: break;
         }
@@ -224,7 +232,7 @@ private:
     }
 
     unsigned hex4() {
-        if (end_ - p_ < 4) syntax("truncated \\u escape");
+        if (end_ - p_ < 4) syntax("truncated \\u escape", false);
         unsigned v = 0;
         for (int i = 0; i < 4; ++i) {
             unsigned char c = *p_;
@@ -232,7 +240,7 @@ private:
             if (c >= '0' && c <= '9') d = c - '0';
             else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
             else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
-            else syntax("bad hex digit in \\u escape");
+            else syntax("bad hex digit in \\u escape", false);
             v = v * 16 + d;
             ++p_;
         }
@@ -244,20 +252,20 @@ private:
         expect('"', "expected a string");
         std::string out;
         for (;;) {
-            if (p_ >= end_) syntax("unterminated string");
+            if (p_ >= end_) syntax("unterminated string", false);
             unsigned char c = *p_;
             if (c == '"') {
                 ++p_;
                 return out;
             }
-            if (c < 0x20) syntax("raw control character in a string");
+            if (c < 0x20) syntax("raw control character in a string", false);
             if (c != '\\') {
                 out += char(c);
                 ++p_;
                 continue;
             }
             ++p_;
-            if (p_ >= end_) syntax("unterminated escape");
+            if (p_ >= end_) syntax("unterminated escape", false);
             char e = char(*p_);
             switch (e) {
                 case '"': out += '"'; break;
@@ -271,19 +279,20 @@ private:
                 case 'u': {
                     ++p_;
                     uint32_t cp = hex4();
-                    if (cp >= 0xDC00 && cp <= 0xDFFF) syntax("lone low surrogate in a \\u escape");
+                    if (cp >= 0xDC00 && cp <= 0xDFFF) syntax("lone low surrogate in a \\u escape", false);
                     if (cp >= 0xD800 && cp <= 0xDBFF) {
                         if (end_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u')
-                            syntax("high surrogate not followed by a \\u low surrogate");
+                            syntax("high surrogate not followed by a \\u low surrogate", false);
                         p_ += 2;
                         uint32_t lo = hex4();
-                        if (lo < 0xDC00 || lo > 0xDFFF) syntax("high surrogate not followed by a low surrogate");
+                        if (lo < 0xDC00 || lo > 0xDFFF)
+                            syntax("high surrogate not followed by a low surrogate", false);
                         cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                     }
                     append_utf8(out, cp);
                     continue;  // p_ already past the escape
                 }
-                default: syntax("invalid escape in a string");
+                default: syntax("invalid escape in a string", false);
             }
             ++p_;
         }
@@ -296,16 +305,18 @@ private:
         uint64_t v = 0;
         if (c == '0') {
             ++p_;
-            if (p_ < end_ && *p_ >= '0' && *p_ <= '9') syntax("leading zero in a number");
+            if (p_ < end_ && *p_ >= '0' && *p_ <= '9') syntax("leading zero in a number", false);
         } else {
             while (p_ < end_ && *p_ >= '0' && *p_ <= '9') {
                 uint64_t d = *p_ - '0';
-                if (v > (std::numeric_limits<uint64_t>::max() - d) / 10) syntax("integer does not fit in 64 bits");
+                if (v > (std::numeric_limits<uint64_t>::max() - d) / 10)
+                    syntax("integer does not fit in 64 bits", false);
                 v = v * 10 + d;
                 ++p_;
             }
         }
-        if (p_ < end_ && (*p_ == '.' || *p_ == 'e' || *p_ == 'E')) syntax("expected an integer, not a fraction or exponent");
+        if (p_ < end_ && (*p_ == '.' || *p_ == 'e' || *p_ == 'E'))
+            syntax("expected an integer, not a fraction or exponent", false);
         return v;
     }
 
@@ -611,6 +622,8 @@ const char* SafetensorsFile::bytes_of(const TensorInfo& info) const {
 
 Tensor SafetensorsFile::get(const std::string& name) const {
     const TensorInfo& info = require(name);
+    // Nothing to share, and a view's index arithmetic could overflow on a valid shape such as [2^63-1, 0].
+    if (info.begin == info.end) return Tensor::empty(info.shape, info.dtype);
     const uint64_t offset = data_start_ + info.begin;  // file offset; the mapping is page-aligned
     if (offset % info.element_size == 0)
         return Tensor::from_storage(mapping_, int64_t(offset / info.element_size), info.shape,

@@ -58,8 +58,8 @@ public:
     const TensorInfo* find(const std::string& name) const;  // nullptr if absent
 
     // Zero-copy CPU tensor over the mapping in the file's dtype (a copy only if the data is not aligned to
-    // the element size). NOT_FOUND naming file and tensor if absent; UNSUPPORTED if the dtype is not
-    // F32/F16/BF16/I64.
+    // the element size; zero-size tensors are fresh empty tensors). NOT_FOUND naming file and tensor if absent;
+    // UNSUPPORTED if the dtype is not F32/F16/BF16/I64.
     Tensor get(const std::string& name) const;
     // F16/BF16 widened (exactly) to a new F32 tensor; F32 returned as get() does; I64 -> INVALID_ARGUMENT.
     Tensor get_f32(const std::string& name) const;

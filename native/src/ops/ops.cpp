@@ -61,7 +61,8 @@ int norm_dim(const char* op, int d, int rank) {
 // The backend's implementation, or UNSUPPORTED naming the op and the backend.
 template <typename Fn>
 Fn impl(Fn fn, const char* op, const Backend& be, const Tensor& x) {
-    if (!fn) fail(ErrorCode::UNSUPPORTED, op, " is not supported on the ", be.name, " backend (input ", x.describe(), ")");
+    if (!fn)
+        fail(ErrorCode::UNSUPPORTED, op, " is not supported on the ", be.name, " backend (input ", x.describe(), ")");
     return fn;
 }
 
@@ -91,12 +92,13 @@ Tensor try_merge(const Tensor& t, int begin, int end) {
         inner *= s;
     }
     if (stride < 0) stride = 1;
-    Shape shape(t.shape().begin(), t.shape().begin() + begin), strides(t.strides().begin(), t.strides().begin() + begin);
+    Shape shape(t.shape().begin(), t.shape().begin() + begin);
+    Shape strides(t.strides().begin(), t.strides().begin() + begin);
     shape.push_back(size);
     strides.push_back(stride);
     shape.insert(shape.end(), t.shape().begin() + end, t.shape().end());
     strides.insert(strides.end(), t.strides().begin() + end, t.strides().end());
-    if (size == 0) return t.contiguous().view(shape);
+    if (size == 0) return Tensor::empty(shape, t.dtype(), t.device());  // nothing to address
     return Tensor::from_storage(t.storage(), t.offset(), shape, strides, t.dtype());
 }
 
@@ -155,6 +157,10 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     if (b.dim() > 1) out_shape.push_back(n);
     const Backend& be = backend_for(a.device());
     auto fn = impl(be.matmul, "matmul", be, a);
+    if (shape_numel(out_shape) == 0 || k == 0) {
+        // Nothing to multiply: an empty result, or sums over K = 0 (zeros).
+        return Tensor::zeros(out_shape, a.dtype(), a.device());
+    }
 
     // The backend takes a [Ba, M, K] @ b [Bb, K, N] with Ba, Bb in {B, 1}.
     auto to3 = [](const Tensor& t) { return t.dim() == 2 ? t.unsqueeze(0) : merge(t, 0, t.dim() - 2); };

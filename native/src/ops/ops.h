@@ -1,7 +1,8 @@
 // One entry point per op. Each validates its arguments once (op name + shapes in the message) and
 // dispatches to the backend of the inputs' device (backends/backend.h). Outputs are new contiguous
-// tensors on the same device. Float ops take F32 on the CPU backend; other dtypes are widened by the
-// caller (Tensor::to) or rejected with UNSUPPORTED by the backend.
+// tensors on the same device. Float ops take F32 on the CPU backend: other dtypes are INVALID_ARGUMENT
+// (widen with Tensor::to(DType::F32)); on CUDA, F32/F16/BF16 reach the backend, which may answer
+// UNSUPPORTED for a dtype it lacks. All float inputs of one call share one dtype and one device.
 //
 // Shapes follow PyTorch (outermost first). Optional tensors are passed as an undefined Tensor().
 #pragma once
@@ -45,7 +46,8 @@ Tensor softmax(const Tensor& x);     // over the last dimension
 
 // ---- attention
 // q [B, H, Lq, D], k [B, H, Lk, D], v [B, H, Lk, Dv] -> [B, H, Lq, Dv].
-// softmax(q k^T * scale + mask) v with scale = 1/sqrt(D) when scale <= 0.
+// softmax(q k^T * scale + mask) v with scale = 1/sqrt(D) when scale <= 0 (resolved here: backends
+// always receive the scale to use).
 // key_mask: undefined, or [B, Lk] (F32 or I64): nonzero = attend, zero = masked out.
 // causal: query i attends to keys j <= i (CLIP's text encoder).
 // A query row with every key masked gives zeros (no NaN).

@@ -2,17 +2,16 @@
 // softmax over each row of S, O = P V (sgemm). q/k/v are read through their strides (the usual
 // [B, L, H, D] -> [B, H, L, D] transposed views need no copy).
 //
-// Two schedules, chosen by size so that our pool and OpenBLAS's threads never fight:
-//  - blocks small enough for OpenBLAS to run on the calling thread (cross-attention on 77 keys, CLIP):
-//    every (b, h, query block) is an independent task on our workers;
-//  - long key sequences (self-attention over 1024+ tokens): (b, h, block) one after another, each sgemm
-//    parallelised by OpenBLAS, the softmax rows by our pool.
+// Every (b, h, query block) is an independent task on the pool; its two products run single-threaded on
+// the worker (see cpu_ops.h on threading). Blocks keep the score tile near L2 size, so memory stays
+// bounded even for the VAE's one-head attention over 16384 tokens.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <vector>
 
+#include "backends/cpu/cpu_math.h"
 #include "backends/cpu/cpu_ops.h"
 #include "core/parallel.h"
 
@@ -20,35 +19,27 @@ namespace sdxl::cpu {
 
 namespace {
 
-// Score-block budget of the sequential schedule, in floats (4 MiB).
-constexpr int64_t kScoreBudget = int64_t(1) << 20;
-// The task schedule needs at least this many query rows per block to keep sgemm efficient.
-constexpr int64_t kMinTaskRows = 32;
+// Score tile per task, in floats (2 MiB), and the row range of a query block (gemm efficiency vs memory).
+constexpr int64_t kScoreBudget = int64_t(1) << 19;
+constexpr int64_t kMinBlockRows = 32, kMaxBlockRows = 256;
 
 // Softmax over the first n entries of s (keys past n are causally masked, keep[j] == 0 masks key j);
 // masked entries become 0. A row with no key left becomes all zeros.
 void masked_softmax_row(float* s, int64_t n, const uint8_t* keep) {
-    float mx = -std::numeric_limits<float>::infinity();
-    bool any = false;
-    for (int64_t j = 0; j < n; ++j) {
-        if (keep && !keep[j]) continue;
-        any = true;
-        mx = std::max(mx, s[j]);
-    }
-    if (!any) {
-        std::fill(s, s + n, 0.0f);
-        return;
-    }
-    double sum = 0.0;
-    for (int64_t j = 0; j < n; ++j) {
-        if (keep && !keep[j]) {
-            s[j] = 0.0f;
-            continue;
+    if (keep) {
+        bool any = false;
+        for (int64_t j = 0; j < n; ++j) {
+            if (keep[j]) any = true;
+            else s[j] = -std::numeric_limits<float>::infinity();  // exp gives exactly 0
         }
-        s[j] = std::exp(s[j] - mx);
-        sum += s[j];
+        if (!any) {
+            std::fill(s, s + n, 0.0f);
+            return;
+        }
     }
-    const float inv = float(1.0 / sum);
+    if (n == 0) return;
+    const float mx = row_max(s, n);
+    const float inv = float(1.0 / exp_sub_sum(s, n, mx));
     for (int64_t j = 0; j < n; ++j) s[j] *= inv;
 }
 
@@ -95,7 +86,7 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
     }
 
     // One block: rows [q0, q0 + rows) of head bh, scores in p (room for rows * Lk floats).
-    auto run_block = [&](int64_t bh, int64_t q0, int64_t rows, float* p, bool parallel_rows) {
+    auto run_block = [&](int64_t bh, int64_t q0, int64_t rows, float* p) {
         const int64_t b = bh / H, h = bh % H;
         const int64_t nk = causal ? std::min(Lk, q0 + rows) : Lk;  // keys past the last row's are all masked
         GemmOperand qa = qop, kb = kop, vb = vop;
@@ -104,39 +95,25 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
         vb.ptr = vp + b * v.strides()[0] + h * v.strides()[1];
         sgemm(qa, kb, rows, nk, D, scale, 0.0f, p, nk);  // [rows, nk]
         const uint8_t* kmask = keep.empty() ? nullptr : keep.data() + b * Lk;
-        auto softmax_rows = [&](int64_t r0, int64_t r1) {
-            for (int64_t r = r0; r < r1; ++r) {
-                float* row = p + r * nk;
-                const int64_t n = causal ? std::min(nk, q0 + r + 1) : nk;
-                std::fill(row + n, row + nk, 0.0f);
-                masked_softmax_row(row, n, kmask);
-            }
-        };
-        if (parallel_rows) parallel_for(rows, std::max<int64_t>(1, kElementwiseGrain / nk), softmax_rows);
-        else softmax_rows(0, rows);
+        for (int64_t r = 0; r < rows; ++r) {
+            float* row = p + r * nk;
+            const int64_t n = causal ? std::min(nk, q0 + r + 1) : nk;
+            std::fill(row + n, row + nk, 0.0f);
+            masked_softmax_row(row, n, kmask);
+        }
         const GemmOperand pa = gemm_operand(p, rows, nk, nk, 1);
         sgemm(pa, vb, rows, Dv, nk, 1.0f, 0.0f, yp + (bh * Lq + q0) * Dv, Dv);  // [rows, Dv]
     };
 
-    const int64_t heads = B * H;
-    const int64_t serial_rows = int64_t(kBlasSerialMnk / (double(Lk) * double(std::max<int64_t>({D, Dv, 1}))));
-    const int64_t task_rows = std::min(Lq, serial_rows);
-    if (task_rows >= std::min(Lq, kMinTaskRows)) {
-        const int64_t blocks = (Lq + task_rows - 1) / task_rows;
-        parallel_for(heads * blocks, 1, [&](int64_t t0, int64_t t1) {
-            std::vector<float> p(size_t(task_rows * Lk));
-            for (int64_t t = t0; t < t1; ++t) {
-                const int64_t q0 = (t % blocks) * task_rows;
-                run_block(t / blocks, q0, std::min(task_rows, Lq - q0), p.data(), false);
-            }
-        });
-    } else {
-        const int64_t block_rows = std::clamp<int64_t>(kScoreBudget / Lk, 1, Lq);
-        std::vector<float> p(size_t(block_rows * Lk));
-        for (int64_t bh = 0; bh < heads; ++bh)
-            for (int64_t q0 = 0; q0 < Lq; q0 += block_rows)
-                run_block(bh, q0, std::min(block_rows, Lq - q0), p.data(), true);
-    }
+    const int64_t block_rows = std::min(Lq, std::clamp<int64_t>(kScoreBudget / Lk, kMinBlockRows, kMaxBlockRows));
+    const int64_t blocks = (Lq + block_rows - 1) / block_rows;
+    parallel_for(B * H * blocks, 1, [&](int64_t t0, int64_t t1) {
+        std::vector<float> p(static_cast<size_t>(block_rows * Lk));
+        for (int64_t t = t0; t < t1; ++t) {
+            const int64_t q0 = (t % blocks) * block_rows;
+            run_block(t / blocks, q0, std::min(block_rows, Lq - q0), p.data());
+        }
+    });
     return y;
 }
 

@@ -22,7 +22,8 @@ void im2col_tile(const float* img, int64_t C, int64_t H, int64_t W, int64_t kh, 
                  int64_t Wo, int64_t oy0, int64_t rows, float* cols) {
     const int64_t ck = C * kh * kw;
     const int64_t tile_cols = rows * Wo;
-    parallel_for(ck, std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(1, tile_cols)), [&](int64_t r0, int64_t r1) {
+    const int64_t grain = std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(1, tile_cols));
+    parallel_for(ck, grain, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
             const int64_t c = r / (kh * kw), i = (r / kw) % kh, j = r % kw;
             // Output columns whose input column ox*s - p + j lies inside [0, W).
@@ -83,7 +84,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int
     }
 
     const int64_t tile_rows = std::clamp<int64_t>(kColsBudget / std::max<int64_t>(1, ck * Wo), 1, Ho);
-    std::vector<float> cols(size_t(std::max<int64_t>(1, ck * tile_rows * Wo)));
+    std::vector<float> cols(static_cast<size_t>(std::max<int64_t>(1, ck * tile_rows * Wo)));
     for (int64_t n = 0; n < N; ++n) {
         const float* img = xp + n * C * H * W;
         for (int64_t oy0 = 0; oy0 < Ho; oy0 += tile_rows) {
@@ -116,7 +117,7 @@ Tensor upsample_nearest(const Tensor& x, int64_t out_h, int64_t out_w) {
     const int64_t N = x.shape()[0], C = x.shape()[1], H = x.shape()[2], W = x.shape()[3];
     Tensor y = Tensor::empty({N, C, out_h, out_w}, DType::F32);
     if (y.numel() == 0) return y;
-    std::vector<int64_t> sy(size_t(out_h)), sx(size_t(out_w));
+    std::vector<int64_t> sy(static_cast<size_t>(out_h)), sx(static_cast<size_t>(out_w));
     for (int64_t i = 0; i < out_h; ++i) sy[size_t(i)] = nearest_src(i, H, out_h);
     for (int64_t i = 0; i < out_w; ++i) sx[size_t(i)] = nearest_src(i, W, out_w);
     const float* xp = xc.data<float>();

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "backends/cpu/cpu_math.h"
 #include "backends/cpu/cpu_ops.h"
 #include "core/parallel.h"
 
@@ -30,7 +31,7 @@ inline float gelu_erf_f(float x) { return x * 0.5f * (1.0f + std::erf(x * float(
 }  // namespace
 
 Tensor silu(const Tensor& x) {
-    return unary(x, [](float v) { return v / (1.0f + std::exp(-v)); });
+    return unary(x, [](float v) { return v / (1.0f + fast_exp(-v)); });
 }
 
 Tensor gelu(const Tensor& x) { return unary(x, gelu_erf_f); }
@@ -45,7 +46,7 @@ Tensor gelu_tanh(const Tensor& x) {
 }
 
 Tensor quick_gelu(const Tensor& x) {
-    return unary(x, [](float v) { return v / (1.0f + std::exp(-1.702f * v)); });
+    return unary(x, [](float v) { return v / (1.0f + fast_exp(-1.702f * v)); });
 }
 
 // x [..., 2D] -> [..., D]: first half * gelu(second half) (diffusers GEGLU: hidden, gate = chunk(2, -1)).
@@ -80,16 +81,10 @@ Tensor softmax(const Tensor& x) {
     float* yp = y.data<float>();
     parallel_for(rows, std::max<int64_t>(1, kElementwiseGrain / d), [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
-            const float* src = xp + r * d;
             float* dst = yp + r * d;
-            float mx = src[0];
-            for (int64_t i = 1; i < d; ++i) mx = std::max(mx, src[i]);
-            double sum = 0.0;
-            for (int64_t i = 0; i < d; ++i) {
-                dst[i] = std::exp(src[i] - mx);
-                sum += dst[i];
-            }
-            const float inv = float(1.0 / sum);
+            std::memcpy(dst, xp + r * d, size_t(d) * sizeof(float));
+            const float mx = row_max(dst, d);
+            const float inv = float(1.0 / exp_sub_sum(dst, d, mx));
             for (int64_t i = 0; i < d; ++i) dst[i] *= inv;
         }
     });
@@ -220,11 +215,11 @@ Tensor timestep_embedding(const Tensor& t, int dim, bool flip_sin_to_cos, float 
     if (y.numel() == 0) return y;
     const float neg_log = float(-std::log(double(max_period)));
     const float denom = float(double(half) - double(downscale_freq_shift));
-    std::vector<float> freq(size_t(half));
+    std::vector<float> freq(static_cast<size_t>(half));
     for (int64_t i = 0; i < half; ++i) freq[size_t(i)] = std::exp((neg_log * float(i)) / denom);
 
     const Tensor tc = t.contiguous();
-    std::vector<float> tf(size_t(n));
+    std::vector<float> tf(static_cast<size_t>(n));
     if (t.dtype() == DType::I64) {
         const int64_t* tp = tc.data<int64_t>();
         for (int64_t i = 0; i < n; ++i) tf[size_t(i)] = float(tp[i]);

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <mutex>
 
 #include "backends/cpu/cpu_ops.h"
 #include "core/parallel.h"
@@ -34,6 +35,24 @@ GemmOperand gemm_operand(const float* ptr, int64_t rows, int64_t cols, int64_t r
     return op;
 }
 
+namespace {
+
+// Below this many multiply-adds a product runs as one call: splitting costs more than it saves.
+constexpr double kSplitGemmWork = double(1 << 21);
+
+void blas_single_threaded() {
+    static std::once_flag once;
+    std::call_once(once, [] { openblas_set_num_threads(1); });
+}
+
+void call_sgemm(const GemmOperand& a, const GemmOperand& b, int64_t m, int64_t n, int64_t k, float alpha,
+                float beta, float* c, int64_t ldc) {
+    cblas_sgemm(CblasRowMajor, a.trans ? CblasTrans : CblasNoTrans, b.trans ? CblasTrans : CblasNoTrans, blasint(m),
+                blasint(n), blasint(k), alpha, a.ptr, blasint(a.ld), b.ptr, blasint(b.ld), beta, c, blasint(ldc));
+}
+
+}  // namespace
+
 void sgemm(const GemmOperand& a, const GemmOperand& b, int64_t m, int64_t n, int64_t k, float alpha, float beta,
            float* c, int64_t ldc) {
     if (m == 0 || n == 0) return;
@@ -46,8 +65,29 @@ void sgemm(const GemmOperand& a, const GemmOperand& b, int64_t m, int64_t n, int
     if (m > lim || n > lim || k > lim || a.ld > lim || b.ld > lim || ldc > lim)
         fail(ErrorCode::UNSUPPORTED, "sgemm: sizes m=", m, " n=", n, " k=", k, " (ld ", a.ld, ", ", b.ld, ", ", ldc,
              ") exceed the BLAS integer range");
-    cblas_sgemm(CblasRowMajor, a.trans ? CblasTrans : CblasNoTrans, b.trans ? CblasTrans : CblasNoTrans, blasint(m),
-                blasint(n), blasint(k), alpha, a.ptr, blasint(a.ld), b.ptr, blasint(b.ld), beta, c, blasint(ldc));
+    blas_single_threaded();
+    const int threads = num_threads();
+    if (threads <= 1 || double(m) * double(n) * double(k) < kSplitGemmWork) {
+        call_sgemm(a, b, m, n, k, alpha, beta, c, ldc);
+        return;
+    }
+    // One block per thread along the longer side of C (a multiple of 16 to keep the kernels' tiles whole).
+    const bool split_cols = n >= m;
+    const int64_t len = split_cols ? n : m;
+    const int64_t block = std::max<int64_t>(16, ((len + threads - 1) / threads + 15) / 16 * 16);
+    const int64_t blocks = (len + block - 1) / block;
+    parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
+        const int64_t i0 = b0 * block, i1 = std::min(len, b1 * block);  // one call for the whole chunk
+        if (split_cols) {
+            GemmOperand bs = b;
+            bs.ptr = b.trans ? b.ptr + i0 * b.ld : b.ptr + i0;  // columns [i0, i1) of op(B)
+            call_sgemm(a, bs, m, i1 - i0, k, alpha, beta, c + i0, ldc);
+        } else {
+            GemmOperand as = a;
+            as.ptr = a.trans ? a.ptr + i0 : a.ptr + i0 * a.ld;  // rows [i0, i1) of op(A)
+            call_sgemm(as, b, i1 - i0, n, k, alpha, beta, c + i0 * ldc, ldc);
+        }
+    });
 }
 
 Tensor as_rows(const Tensor& x) {
@@ -147,9 +187,9 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
         bi.ptr = pb + i * sb;
         sgemm(ai, bi, m, n, k, 1.0f, 0.0f, yp + i * m * n, n);
     };
-    // Small products: one single-threaded sgemm per batch item on our workers. Large ones: OpenBLAS
-    // parallelises each product itself, so issue them one after another.
-    if (batch > 1 && double(m) * double(n) * double(k) <= kBlasSerialMnk) {
+    // Enough batch items to occupy the pool: one product per item on each worker. Otherwise one product
+    // at a time, each split over the pool by sgemm.
+    if (batch >= num_threads()) {
         parallel_for(batch, 1, [&](int64_t i0, int64_t i1) {
             for (int64_t i = i0; i < i1; ++i) one(i);
         });

@@ -37,10 +37,10 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor
 // Elementwise loops split into chunks of at least this many elements (smaller work runs inline).
 constexpr int64_t kElementwiseGrain = 16384;
 
-// Largest m*n*k for which OpenBLAS runs a gemm on the calling thread alone (its SMP_THRESHOLD_MIN 65536 x
-// GEMM_MULTITHREAD_THRESHOLD 4). Gemms at or below it may be issued from our own workers in parallel;
-// larger ones are issued from one thread and OpenBLAS spreads them over its own threads.
-constexpr double kBlasSerialMnk = 65536.0 * 4.0;
+// Threading: OpenBLAS is put in single-threaded mode (once, process-wide) and every parallel loop,
+// gemms included, runs on our pool (core/parallel.h). Measured here: two threads each calling a 1-thread
+// sgemm reach 2x the throughput of one call on OpenBLAS's own threads, and OpenBLAS threads that spin
+// after a call slow the elementwise work that follows; one pool avoids both.
 
 // A 2-D strided float matrix [rows, cols] (strides in elements) as cblas sees it: row-major with leading
 // dimension ld, transposed or not. ok is false when neither layout fits (then copy to contiguous first).
@@ -53,7 +53,8 @@ struct GemmOperand {
 GemmOperand gemm_operand(const float* ptr, int64_t rows, int64_t cols, int64_t row_stride, int64_t col_stride);
 
 // C[m, n] = alpha * op(A)[m, k] @ op(B)[k, n] + beta * C, row-major C with leading dimension ldc.
-// Checks that every size fits cblas' int; k == 0 is handled without calling BLAS.
+// Large products are split into column (or row) blocks over the pool; called from inside a pool worker
+// it runs as one call on that thread. Checks that every size fits cblas' int; k == 0 never reaches BLAS.
 void sgemm(const GemmOperand& a, const GemmOperand& b, int64_t m, int64_t n, int64_t k, float alpha, float beta,
            float* c, int64_t ldc);
 

@@ -59,7 +59,7 @@ public final class SafetensorsFile implements AutoCloseable {
 
     /** The dtype name as written in the file ("F32", "F16", "BF16", "I64", ...). */
     public String dtypeName(String name) {
-        return Native.call(() -> handle().dtype_name(name).getString());
+        return Native.call(() -> handle().dtype_name(name));
     }
 
     public long[] shape(String name) {
@@ -71,7 +71,8 @@ public final class SafetensorsFile implements AutoCloseable {
         return Native.call(() -> {
             Map<String, String> out = new LinkedHashMap<>();
             for (String k : strings(handle().metadata_keys())) {
-                out.put(k, handle().metadata_value(k).getString());
+                String v = handle().metadata_value(k);
+                out.put(k, v == null ? "" : v); // JavaCPP maps an empty std::string to null
             }
             return out;
         });
@@ -91,7 +92,8 @@ public final class SafetensorsFile implements AutoCloseable {
         try (v) {
             List<String> out = new ArrayList<>((int) v.size());
             for (long i = 0; i < v.size(); i++) {
-                out.add(v.get(i).getString());
+                org.bytedeco.javacpp.BytePointer s = v.get(i);
+                out.add(s == null ? "" : s.getString()); // JavaCPP maps an empty std::string to null
             }
             return out;
         }

@@ -8,18 +8,20 @@ import org.bytedeco.javacpp.tools.InfoMapper;
 
 /**
  * JavaCPP preset for libsdxl: parses the one public header, {@code native/include/sdxl/sdxl.h}.
- * Inheriting the OpenBLAS (no LAPACK) preset makes {@code Loader} load libopenblas.so.0 from the
- * org.bytedeco:openblas jar before libsdxl.so, which links against it.
+ * libsdxl.so links against libopenblas.so.0; {@code preload} + {@code preloadresource} make {@code Loader}
+ * load that library (and its libgfortran) from the org.bytedeco:openblas platform jar first, without copying
+ * it into this jar and without making the JNI glue itself depend on OpenBLAS.
  */
 @Properties(
-        inherit = org.bytedeco.openblas.presets.openblas_nolapack.class,
         target = "io.sdxl4j.nat",
         global = "io.sdxl4j.nat.global.sdxl",
         value = @Platform(
                 value = "linux-x86_64",
                 compiler = "cpp17",
                 include = "sdxl/sdxl.h",
-                link = "sdxl"))
+                link = "sdxl",
+                preload = {"gfortran@.5", "openblas@.0"},
+                preloadresource = "/org/bytedeco/openblas/"))
 public class sdxl implements InfoMapper {
     @Override
     public void map(InfoMap infoMap) {
