@@ -10,9 +10,10 @@ if(SDXL_OPENBLAS_DIR)
   get_filename_component(SDXL_OPENBLAS_LIBDIR "${SDXL_OPENBLAS_LIB}" DIRECTORY)
   add_library(sdxl_blas INTERFACE)
   target_include_directories(sdxl_blas INTERFACE "${SDXL_CBLAS_INCLUDE}")
-  # libopenblas.so.0 needs libgfortran.so.5 from the same folder when linking executables.
-  target_link_libraries(sdxl_blas INTERFACE "${SDXL_OPENBLAS_LIB}" "-Wl,-rpath-link,${SDXL_OPENBLAS_LIBDIR}"
-                        "-Wl,-rpath,${SDXL_OPENBLAS_LIBDIR}")
+  # libopenblas.so.0 needs libgfortran.so.5 from the same folder when linking executables. No -rpath here:
+  # the packaged libsdxl.so must not name this build folder (JavaCPP preloads OpenBLAS); CMake still gives
+  # build-tree binaries (the native test runner) an RPATH to it.
+  target_link_libraries(sdxl_blas INTERFACE "${SDXL_OPENBLAS_LIB}" "-Wl,-rpath-link,${SDXL_OPENBLAS_LIBDIR}")
 else()
   find_path(SDXL_CBLAS_INCLUDE cblas.h PATH_SUFFIXES openblas)
   find_library(SDXL_OPENBLAS_LIB NAMES openblas)
