@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "sdxl/configs.h"
+
 namespace sdxl {
 namespace api {
 
@@ -109,6 +111,63 @@ public:
 private:
     SafetensorsFile();
     void* impl_;  // std::shared_ptr<sdxl::io::SafetensorsFile>*
+};
+
+// ---- models. Built from a config and weight files (diffusers/transformers key names, bound strictly:
+// a missing, extra or mis-shaped tensor is BAD_MODEL_FILE naming the key), or from deterministic random
+// weights for shape and speed checks. F16/BF16 files are widened to F32 for the CPU backend.
+
+// CLIPTextModel / CLIPTextModelWithProjection.
+class ClipTextModel {
+public:
+    ClipTextModel(const ClipTextModel& other);
+    ~ClipTextModel();
+    ClipTextModel& operator=(const ClipTextModel& other);
+    static ClipTextModel load(const ClipTextConfig& config, const std::vector<std::string>& weight_files);
+    static ClipTextModel random(const ClipTextConfig& config, int64_t seed);
+    // input_ids [B, L] I64 -> [last_hidden_state, pooled (projected when with_projection),
+    // hidden_states[0] (embeddings), ..., hidden_states[num_hidden_layers]].
+    TensorList forward(const Tensor& input_ids) const;
+
+private:
+    ClipTextModel();
+    void* impl_;
+};
+
+// UNet2DConditionModel (SDXL base or refiner).
+class UNetModel {
+public:
+    UNetModel(const UNetModel& other);
+    ~UNetModel();
+    UNetModel& operator=(const UNetModel& other);
+    static UNetModel load(const UNetConfig& config, const std::vector<std::string>& weight_files);
+    static UNetModel random(const UNetConfig& config, int64_t seed);
+    // sample [B, C, H, W], timestep 0-d or [B], encoder_hidden_states [B, L, D], text_embeds [B, P],
+    // time_ids [B, 6 | 5] -> noise prediction [B, C, H, W].
+    Tensor forward(const Tensor& sample, const Tensor& timestep, const Tensor& encoder_hidden_states,
+                   const Tensor& text_embeds, const Tensor& time_ids) const;
+
+private:
+    UNetModel();
+    void* impl_;
+};
+
+// AutoencoderKL.
+class VaeModel {
+public:
+    VaeModel(const VaeModel& other);
+    ~VaeModel();
+    VaeModel& operator=(const VaeModel& other);
+    static VaeModel load(const VaeConfig& config, const std::vector<std::string>& weight_files);
+    static VaeModel random(const VaeConfig& config, int64_t seed);
+    // z = latents / scaling_factor [B, 4, h, w] -> image [B, 3, 8h, 8w]
+    Tensor decode(const Tensor& z) const;
+    // image [B, 3, H, W] in [-1, 1] -> [mean, logvar, std] of the latent distribution
+    TensorList encode(const Tensor& image) const;
+
+private:
+    VaeModel();
+    void* impl_;
 };
 
 // ---- ops (see native/src/ops/ops.h for the exact semantics; undefined Tensor = absent)

@@ -2,6 +2,8 @@
 // No logic lives here beyond argument plumbing and the checks that raw pointers + lengths agree.
 #include "sdxl/sdxl.h"
 
+#include "api/handles.h"
+
 #include <cstring>
 #include <memory>
 
@@ -19,8 +21,6 @@ namespace api {
 namespace {
 
 sdxl::Tensor& impl(void* p) { return *static_cast<sdxl::Tensor*>(p); }
-
-const sdxl::Tensor& core(const Tensor& t);
 
 DType dtype_from_code(int code) {
     if (code < 0 || code > 3) fail(sdxl::ErrorCode::INVALID_ARGUMENT, "unknown dtype code ", code, " (0=F32, 1=F16, 2=BF16, 3=I64)");
@@ -50,10 +50,8 @@ struct TensorAccess {
     }
 };
 
-namespace {
 const sdxl::Tensor& core(const Tensor& t) { return TensorAccess::get(t); }
 Tensor wrap(sdxl::Tensor t) { return TensorAccess::wrap(std::move(t)); }
-}  // namespace
 
 // ---------------------------------------------------------------------------------------------- Tensor
 

@@ -17,7 +17,7 @@ import picocli.CommandLine.Parameters;
 /** The sdxl4j command line. */
 @Command(name = "sdxl4j", mixinStandardHelpOptions = true, version = "sdxl4j 0.1.0",
         description = "Stable Diffusion XL for Java on a native C++/CUDA core.",
-        subcommands = {Main.Smoke.class, Main.Inspect.class})
+        subcommands = {Main.Smoke.class, Main.Inspect.class, Main.Memory.class})
 public final class Main implements Callable<Integer> {
 
     public static void main(String[] args) {
@@ -92,6 +92,57 @@ public final class Main implements Callable<Integer> {
                 data[i] = (float) rnd.nextGaussian();
             }
             return Tensor.of(data, shape);
+        }
+    }
+
+    /** Loads model components and reports the process's peak resident memory (VmHWM). */
+    @Command(name = "memory", description = "Load a diffusers model folder (or build the real SDXL UNet with random "
+            + "weights) and report peak resident memory.")
+    static final class Memory implements Callable<Integer> {
+        @Option(names = "--model", description = "a diffusers SDXL folder: loads text encoders, UNet and VAE")
+        Path model;
+
+        @Option(names = "--variant", description = "weight variant, e.g. fp16")
+        String variant;
+
+        @Option(names = "--random-unet", description = "build a UNet from this config.json with random weights")
+        Path randomUnet;
+
+        @Override
+        public Integer call() throws Exception {
+            long before = peakRss();
+            long t0 = System.nanoTime();
+            if (model != null) {
+                var folder = io.sdxl4j.models.DiffusersFolder.open(model);
+                try (var te1 = folder.componentClass("text_encoder").isPresent() ? folder.textEncoder(variant) : null;
+                     var te2 = folder.textEncoder2(variant);
+                     var unet = folder.unet(variant);
+                     var vae = folder.vae(variant)) {
+                    report("loaded " + model, before, t0);
+                }
+            }
+            if (randomUnet != null) {
+                var config = io.sdxl4j.models.UNetConfig.read(randomUnet);
+                try (var unet = io.sdxl4j.models.UNet2DConditionModel.random(config, 0)) {
+                    report("built UNet " + randomUnet + " with random fp32 weights", before, t0);
+                }
+            }
+            return 0;
+        }
+
+        private static void report(String what, long before, long t0) throws Exception {
+            System.out.printf("%s in %.1f s: peak RSS %.1f MiB (%.1f MiB before)%n", what, (System.nanoTime() - t0) / 1e9,
+                    peakRss() / 1048576.0, before / 1048576.0);
+        }
+
+        /** VmHWM of this process in bytes (Linux). */
+        static long peakRss() throws java.io.IOException {
+            for (String line : java.nio.file.Files.readAllLines(Path.of("/proc/self/status"))) {
+                if (line.startsWith("VmHWM:")) {
+                    return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024;
+                }
+            }
+            return -1;
         }
     }
 

@@ -18,7 +18,7 @@ import org.bytedeco.javacpp.tools.InfoMapper;
         value = @Platform(
                 value = "linux-x86_64",
                 compiler = "cpp17",
-                include = "sdxl/sdxl.h",
+                include = {"sdxl/configs.h", "sdxl/sdxl.h"},
                 link = "sdxl",
                 preload = {"gfortran@.5", "openblas@.0"},
                 preloadresource = "/org/bytedeco/openblas/"))
@@ -32,8 +32,15 @@ public class sdxl implements InfoMapper {
                 .put(new Info("sdxl::api::TensorList").pointerTypes("NativeTensorList"))
                 .put(new Info("sdxl::api::SafetensorsFile").pointerTypes("NativeSafetensorsFile"))
                 .put(new Info("sdxl::api::TensorAccess").skip())
+                .put(new Info("sdxl::api::ClipTextModel").pointerTypes("NativeClipTextModel"))
+                .put(new Info("sdxl::api::UNetModel").pointerTypes("NativeUNetModel"))
+                .put(new Info("sdxl::api::VaeModel").pointerTypes("NativeVaeModel"))
+                .put(new Info("sdxl::api::ClipTextConfig").pointerTypes("NativeClipTextConfig"))
+                .put(new Info("sdxl::api::UNetConfig").pointerTypes("NativeUNetConfig"))
+                .put(new Info("sdxl::api::VaeConfig").pointerTypes("NativeVaeConfig"))
                 // Assignment operators would be exposed as put(); copies are made with the copy constructor.
                 .put(new Info("sdxl::api::Tensor::operator =", "sdxl::api::TensorList::operator =",
-                        "sdxl::api::SafetensorsFile::operator =").skip());
+                        "sdxl::api::SafetensorsFile::operator =", "sdxl::api::ClipTextModel::operator =",
+                        "sdxl::api::UNetModel::operator =", "sdxl::api::VaeModel::operator =").skip());
     }
 }

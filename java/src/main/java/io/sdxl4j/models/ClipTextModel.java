@@ -1,0 +1,76 @@
+package io.sdxl4j.models;
+
+import io.sdxl4j.ErrorCode;
+import io.sdxl4j.SdxlException;
+import io.sdxl4j.Sdxl4j;
+import io.sdxl4j.Tensor;
+import io.sdxl4j.internal.Native;
+import io.sdxl4j.nat.NativeClipTextConfig;
+import io.sdxl4j.nat.NativeClipTextModel;
+import io.sdxl4j.nat.NativeTensorList;
+import io.sdxl4j.nat.StringVector;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+/** A CLIP text encoder (SDXL's text_encoder or text_encoder_2) held by the native core, on the CPU in fp32. */
+public final class ClipTextModel implements AutoCloseable {
+    private NativeClipTextModel handle;
+    private final ClipTextConfig config;
+
+    private ClipTextModel(NativeClipTextModel handle, ClipTextConfig config) {
+        this.handle = handle;
+        this.config = config;
+    }
+
+    /** Loads {@code dir/config.json} and {@code dir/model[.variant].safetensors} (variant null for the default files). */
+    public static ClipTextModel load(Path dir, String variant) {
+        ClipTextConfig config = ClipTextConfig.read(dir.resolve("config.json"));
+        List<Path> files = WeightFiles.resolve(dir, "model", variant);
+        Sdxl4j.load();
+        return Native.call(() -> {
+            try (NativeClipTextConfig c = config.toNative(); StringVector f = WeightFiles.toNative(files)) {
+                return new ClipTextModel(NativeClipTextModel.load(c, f), config);
+            }
+        });
+    }
+
+    /** A model with deterministic random weights (for shape, memory and speed checks). */
+    public static ClipTextModel random(ClipTextConfig config, long seed) {
+        Sdxl4j.load();
+        return Native.call(() -> {
+            try (NativeClipTextConfig c = config.toNative()) {
+                return new ClipTextModel(NativeClipTextModel.random(c, seed), config);
+            }
+        });
+    }
+
+    public ClipTextConfig config() {
+        return config;
+    }
+
+    /** Encodes token ids [B, L] (I64). The caller closes the output. */
+    public ClipTextOutput forward(Tensor inputIds) {
+        if (handle == null) {
+            throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "ClipTextModel is closed");
+        }
+        return Native.call(() -> {
+            try (NativeTensorList out = handle.forward(inputIds.handle())) {
+                List<Tensor> hidden = new ArrayList<>();
+                for (long i = 2; i < out.size(); i++) {
+                    hidden.add(Tensor.wrap(out.get(i)));
+                }
+                return new ClipTextOutput(Tensor.wrap(out.get(0)), Tensor.wrap(out.get(1)), List.copyOf(hidden));
+            }
+        });
+    }
+
+    @Override
+    public void close() {
+        NativeClipTextModel h = handle;
+        handle = null;
+        if (h != null) {
+            h.close();
+        }
+    }
+}

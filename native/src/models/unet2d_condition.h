@@ -1,0 +1,33 @@
+// diffusers UNet2DConditionModel as SDXL uses it (base: 3 levels, 6 time ids; refiner: 4 levels, 5 time
+// ids with the aesthetic score): conv_in, time_proj (sinusoidal, flip_sin_to_cos, freq_shift) ->
+// time_embedding, add_time_proj (addition_time_embed_dim per time id) + text_embeds -> add_embedding,
+// down_blocks (DownBlock2D / CrossAttnDownBlock2D with Transformer2DModel), mid_block
+// (UNetMidBlock2DCrossAttn), up_blocks with skip connections and explicit upsample sizes when a latent
+// side is not a multiple of 2^(levels-1), conv_norm_out, silu, conv_out. Keys are diffusers' names.
+#pragma once
+
+#include <memory>
+
+#include "core/tensor.h"
+#include "nn/weights.h"
+#include "sdxl/configs.h"
+
+namespace sdxl::models {
+
+class UNet2DConditionModel {
+public:
+    UNet2DConditionModel(const api::UNetConfig& config, const nn::WeightBuilder& vb);
+    // sample [B, in_channels, H, W]; timestep: 0-d or [B] (F32 or I64; a 0-d value is broadcast);
+    // encoder_hidden_states [B, L, cross_attention_dim]; text_embeds [B, P]; time_ids [B, n_ids]
+    // with n_ids * addition_time_embed_dim + P == projection_class_embeddings_input_dim.
+    // Returns the noise prediction [B, out_channels, H, W].
+    Tensor forward(const Tensor& sample, const Tensor& timestep, const Tensor& encoder_hidden_states,
+                   const Tensor& text_embeds, const Tensor& time_ids) const;
+    const api::UNetConfig& config() const;
+
+private:
+    struct Impl;
+    std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace sdxl::models

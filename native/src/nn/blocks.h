@@ -1,0 +1,135 @@
+// diffusers building blocks shared by the UNet and the VAE (diffusers/models/resnet.py, attention.py,
+// attention_processor.py, transformers/transformer_2d.py, downsampling.py, upsampling.py, embeddings.py).
+// Each is built from a WeightBuilder scoped at the block, with diffusers' key names below it.
+#pragma once
+
+#include <vector>
+
+#include "nn/layers.h"
+
+namespace sdxl::nn {
+
+// ResnetBlock2D (time_embedding_norm "default", silu, output_scale_factor 1):
+// keys norm1, conv1, time_emb_proj (only when temb_channels > 0), norm2, conv2, conv_shortcut (1x1, only
+// when in != out).
+//   h = conv1(silu(norm1(x))); h += time_emb_proj(silu(temb))[:, :, None, None]; h = conv2(silu(norm2(h)))
+//   out = shortcut(x) + h
+class ResnetBlock2D {
+public:
+    ResnetBlock2D() = default;
+    ResnetBlock2D(const WeightBuilder& vb, int64_t in, int64_t out, int64_t temb_channels, int64_t groups, float eps);
+    Tensor operator()(const Tensor& x, const Tensor& temb) const;  // x [N, in, H, W], temb [N, T] or undefined
+
+private:
+    GroupNorm norm1_, norm2_;
+    Conv2d conv1_, conv2_, shortcut_;
+    Linear time_emb_proj_;
+    bool has_temb_ = false, has_shortcut_ = false;
+};
+
+// diffusers Attention with AttnProcessor semantics: keys to_q, to_k, to_v (no bias unless `bias`),
+// to_out.0 (with bias). heads x head_dim = inner dim. (The VAE's group_norm + residual variant is
+// SpatialSelfAttention below.)
+class Attention {
+public:
+    Attention() = default;
+    Attention(const WeightBuilder& vb, int64_t query_dim, int64_t context_dim, int64_t heads, int64_t head_dim,
+              bool bias);
+    // x [N, L, query_dim], context [N, Lc, context_dim] or undefined (self-attention) -> [N, L, query_dim]
+    Tensor operator()(const Tensor& x, const Tensor& context) const;
+
+private:
+    Linear to_q_, to_k_, to_v_, to_out_;
+    int64_t heads_ = 1, head_dim_ = 1;
+};
+
+// The VAE mid-block attention: group_norm + single-head Attention over H*W + residual. x [N, C, H, W].
+class SpatialSelfAttention {
+public:
+    SpatialSelfAttention() = default;
+    SpatialSelfAttention(const WeightBuilder& vb, int64_t channels, int64_t groups, float eps);
+    Tensor operator()(const Tensor& x) const;
+
+private:
+    GroupNorm norm_;
+    Attention attn_;
+};
+
+// FeedForward with GEGLU: keys net.0.proj [2*inner, dim], net.2 [dim, inner]; inner = 4 * dim.
+class FeedForward {
+public:
+    FeedForward() = default;
+    FeedForward(const WeightBuilder& vb, int64_t dim, int64_t mult = 4);
+    Tensor operator()(const Tensor& x) const;  // [..., dim]
+
+private:
+    Linear proj_in_, proj_out_;
+};
+
+// BasicTransformerBlock (norm_type "layer_norm"): norm1, attn1 (self), norm2, attn2 (cross), norm3, ff.
+class BasicTransformerBlock {
+public:
+    BasicTransformerBlock() = default;
+    BasicTransformerBlock(const WeightBuilder& vb, int64_t dim, int64_t heads, int64_t head_dim, int64_t context_dim);
+    Tensor operator()(const Tensor& x, const Tensor& context) const;  // x [N, L, dim]
+
+private:
+    LayerNorm norm1_, norm2_, norm3_;
+    Attention attn1_, attn2_;
+    FeedForward ff_;
+};
+
+// Transformer2DModel (continuous input): norm (GroupNorm 32, eps 1e-6), proj_in (Linear when
+// use_linear_projection, else 1x1 Conv2d), transformer_blocks.{i}, proj_out; residual.
+class Transformer2DModel {
+public:
+    Transformer2DModel() = default;
+    Transformer2DModel(const WeightBuilder& vb, int64_t channels, int64_t heads, int64_t head_dim, int64_t layers,
+                       int64_t context_dim, int64_t groups, bool use_linear_projection);
+    Tensor operator()(const Tensor& x, const Tensor& context) const;  // x [N, C, H, W], context [N, Lc, D]
+
+private:
+    GroupNorm norm_;
+    Linear proj_in_lin_, proj_out_lin_;
+    Conv2d proj_in_conv_, proj_out_conv_;
+    std::vector<BasicTransformerBlock> blocks_;
+    bool linear_ = true;
+    int64_t inner_ = 0;
+};
+
+// Downsample2D: key conv (3x3, stride 2). padding 1 (UNet), or padding 0 after an asymmetric (0, 1, 0, 1)
+// zero pad (the VAE encoder, diffusers' padding=0 case).
+class Downsample2D {
+public:
+    Downsample2D() = default;
+    Downsample2D(const WeightBuilder& vb, int64_t channels, int padding);
+    Tensor operator()(const Tensor& x) const;
+
+private:
+    Conv2d conv_;
+    bool asymmetric_pad_ = false;
+};
+
+// Upsample2D: nearest x2 (or to an explicit size) then conv (3x3, padding 1).
+class Upsample2D {
+public:
+    Upsample2D() = default;
+    Upsample2D(const WeightBuilder& vb, int64_t channels);
+    Tensor operator()(const Tensor& x, int64_t out_h = -1, int64_t out_w = -1) const;  // -1: 2H x 2W
+
+private:
+    Conv2d conv_;
+};
+
+// TimestepEmbedding: linear_1 [out, in], silu, linear_2 [out, out].
+class TimestepEmbedding {
+public:
+    TimestepEmbedding() = default;
+    TimestepEmbedding(const WeightBuilder& vb, int64_t in, int64_t out);
+    Tensor operator()(const Tensor& x) const;
+
+private:
+    Linear linear_1_, linear_2_;
+};
+
+}  // namespace sdxl::nn

@@ -1,0 +1,62 @@
+// The basic layers, each built from a WeightBuilder scoped at the layer (diffusers/transformers key names:
+// "weight", "bias") and run through ops/. Shapes in comments are outermost first.
+#pragma once
+
+#include "core/tensor.h"
+#include "nn/weights.h"
+
+namespace sdxl::nn {
+
+// torch.nn.Linear: weight [out, in], bias [out] (optional).
+class Linear {
+public:
+    Linear() = default;
+    Linear(const WeightBuilder& vb, int64_t in, int64_t out, bool bias = true);
+    Tensor operator()(const Tensor& x) const;  // [..., in] -> [..., out]
+    int64_t in_features() const { return in_; }
+    int64_t out_features() const { return out_; }
+
+private:
+    Tensor w_, b_;
+    int64_t in_ = 0, out_ = 0;
+};
+
+// torch.nn.Conv2d with square kernel, symmetric padding: weight [out, in, k, k], bias [out].
+class Conv2d {
+public:
+    Conv2d() = default;
+    Conv2d(const WeightBuilder& vb, int64_t in, int64_t out, int kernel, int stride = 1, int padding = 0,
+           bool bias = true);
+    Tensor operator()(const Tensor& x) const;  // [N, in, H, W] -> [N, out, H', W']
+
+private:
+    Tensor w_, b_;
+    int stride_ = 1, padding_ = 0;
+};
+
+// torch.nn.GroupNorm(groups, channels, eps, affine=True): weight [C], bias [C].
+class GroupNorm {
+public:
+    GroupNorm() = default;
+    GroupNorm(const WeightBuilder& vb, int64_t groups, int64_t channels, float eps);
+    Tensor operator()(const Tensor& x) const;  // [N, C, *]
+
+private:
+    Tensor w_, b_;
+    int groups_ = 1;
+    float eps_ = 1e-5f;
+};
+
+// torch.nn.LayerNorm(dim, eps): weight [D], bias [D].
+class LayerNorm {
+public:
+    LayerNorm() = default;
+    LayerNorm(const WeightBuilder& vb, int64_t dim, float eps);
+    Tensor operator()(const Tensor& x) const;  // [..., D]
+
+private:
+    Tensor w_, b_;
+    float eps_ = 1e-5f;
+};
+
+}  // namespace sdxl::nn

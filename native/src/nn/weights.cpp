@@ -1,0 +1,182 @@
+#include "nn/weights.h"
+
+#include <cmath>
+#include <map>
+#include <random>
+
+#include "core/parallel.h"
+
+#include "io/safetensors.h"
+
+namespace sdxl::nn {
+
+namespace {
+
+class SafetensorsSource : public WeightSource {
+public:
+    explicit SafetensorsSource(const std::vector<std::string>& paths) {
+        if (paths.empty()) fail(ErrorCode::INVALID_ARGUMENT, "no weight files given");
+        for (const auto& p : paths) files_.push_back(io::SafetensorsFile::open(p));
+        for (const auto& f : files_) {
+            for (const auto& t : f->header().tensors) {
+                auto [it, inserted] = owner_.emplace(t.name, f.get());
+                if (!inserted)
+                    fail(ErrorCode::BAD_MODEL_FILE, "tensor '", t.name, "' is in both ", it->second->path(), " and ",
+                         f->path());
+            }
+        }
+    }
+
+    bool contains(const std::string& key) const override { return owner_.count(key) != 0; }
+
+    Shape shape(const std::string& key) const override { return file_of(key).find(key)->shape; }
+
+    Tensor load(const std::string& key) const override {
+        const io::SafetensorsFile& f = file_of(key);
+        const io::TensorInfo* info = f.find(key);
+        if (!info->supported || info->dtype == DType::I64)
+            fail(ErrorCode::BAD_MODEL_FILE, f.path(), ": tensor '", key, "' is ", info->dtype_name,
+                 ", weights must be F32, F16 or BF16");
+        return f.get_f32(key);
+    }
+
+    std::vector<std::string> keys() const override {
+        std::vector<std::string> out;
+        for (const auto& kv : owner_) out.push_back(kv.first);
+        return out;
+    }
+
+    std::string describe() const override {
+        std::string s;
+        for (const auto& f : files_) s += (s.empty() ? "" : ", ") + f->path();
+        return s;
+    }
+
+private:
+    const io::SafetensorsFile& file_of(const std::string& key) const {
+        auto it = owner_.find(key);
+        if (it == owner_.end()) fail(ErrorCode::NOT_FOUND, describe(), ": no tensor '", key, "'");
+        return *it->second;
+    }
+
+    std::vector<std::shared_ptr<io::SafetensorsFile>> files_;
+    std::map<std::string, const io::SafetensorsFile*> owner_;
+};
+
+class RandomSource : public WeightSource {
+public:
+    RandomSource(uint64_t seed, float scale) : seed_(seed), scale_(scale) {}
+
+    bool contains(const std::string&) const override { return true; }
+    Shape shape(const std::string& key) const override {
+        fail(ErrorCode::UNSUPPORTED, "random weights have no stored shape for '", key, "'");
+    }
+    Tensor load(const std::string& key) const override {
+        fail(ErrorCode::UNSUPPORTED, "random weights need a shape for '", key, "'");
+    }
+    Tensor make(const std::string& key, const Shape& shape) const {
+        Tensor t = Tensor::empty(shape, DType::F32);
+        float* p = t.data<float>();
+        const int64_t n = t.numel();
+        auto ends_with = [&](const char* s) {
+            std::string suf(s);
+            return key.size() >= suf.size() && key.compare(key.size() - suf.size(), suf.size(), suf) == 0;
+        };
+        if (ends_with(".bias") || ends_with("beta")) {
+            for (int64_t i = 0; i < n; ++i) p[i] = 0.0f;
+        } else if (shape.size() == 1) {  // norm scales
+            for (int64_t i = 0; i < n; ++i) p[i] = 1.0f;
+        } else {
+            // Counter-based (splitmix64 of key hash + index) so it parallelises and any subset of a model is
+            // reproducible; Box-Muller normal, fan-in scaled to keep activations O(1).
+            const uint64_t base = seed_ ^ (std::hash<std::string>{}(key) * 0x9E3779B97F4A7C15ull);
+            float fan_in = float(n / shape[0]);
+            const float s = scale_ / std::sqrt(fan_in > 0 ? fan_in : 1.0f);
+            parallel_for(n, 1 << 16, [&](int64_t b, int64_t e) {
+                for (int64_t i = b; i < e; ++i) {
+                    uint64_t z = base + uint64_t(i) * 0x9E3779B97F4A7C15ull;
+                    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+                    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+                    z ^= z >> 31;
+                    double u1 = (double((z >> 11) & ((1ull << 26) - 1)) + 0.5) / double(1ull << 26);
+                    double u2 = double(z >> 38) / double(1ull << 26);
+                    p[i] = float(std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2)) * s;
+                }
+            });
+        }
+        return t;
+    }
+    std::vector<std::string> keys() const override { return {}; }
+    std::string describe() const override { return "random weights (seed " + std::to_string(seed_) + ")"; }
+
+private:
+    uint64_t seed_;
+    float scale_;
+};
+
+}  // namespace
+
+std::shared_ptr<WeightSource> safetensors_source(const std::vector<std::string>& paths) {
+    return std::make_shared<SafetensorsSource>(paths);
+}
+
+std::shared_ptr<WeightSource> random_source(uint64_t seed, float scale) {
+    return std::make_shared<RandomSource>(seed, scale);
+}
+
+WeightBuilder::WeightBuilder(std::shared_ptr<WeightSource> source) : shared_(std::make_shared<Shared>()) {
+    if (!source) fail(ErrorCode::INVALID_ARGUMENT, "WeightBuilder: null source");
+    shared_->source = std::move(source);
+}
+
+WeightBuilder::WeightBuilder(std::shared_ptr<Shared> shared, std::string prefix)
+    : shared_(std::move(shared)), prefix_(std::move(prefix)) {}
+
+WeightBuilder WeightBuilder::pp(const std::string& name) const { return WeightBuilder(shared_, key(name)); }
+
+WeightBuilder WeightBuilder::pp(int64_t index) const { return pp(std::to_string(index)); }
+
+std::string WeightBuilder::key(const std::string& name) const { return prefix_.empty() ? name : prefix_ + "." + name; }
+
+bool WeightBuilder::contains(const std::string& name) const { return shared_->source->contains(key(name)); }
+
+Tensor WeightBuilder::get(const std::string& name, const Shape& shape) const {
+    const std::string k = key(name);
+    const WeightSource& src = *shared_->source;
+    Tensor t;
+    if (auto* random = dynamic_cast<const RandomSource*>(&src)) {
+        t = random->make(k, shape);
+    } else {
+        if (!src.contains(k)) fail(ErrorCode::BAD_MODEL_FILE, src.describe(), ": missing tensor '", k, "' ", shape_str(shape));
+        Shape actual = src.shape(k);
+        if (actual != shape)
+            fail(ErrorCode::BAD_MODEL_FILE, src.describe(), ": tensor '", k, "' has shape ", shape_str(actual),
+                 ", the model config needs ", shape_str(shape));
+        t = src.load(k);
+    }
+    std::lock_guard<std::mutex> g(shared_->mutex);
+    shared_->used.insert(k);
+    return t;
+}
+
+void WeightBuilder::skip(const std::string& name) const {
+    std::lock_guard<std::mutex> g(shared_->mutex);
+    shared_->used.insert(key(name));
+}
+
+void WeightBuilder::check_all_used(const std::string& prefix) const {
+    std::vector<std::string> extra;
+    std::lock_guard<std::mutex> g(shared_->mutex);
+    for (const auto& k : shared_->source->keys()) {
+        if (k.compare(0, prefix.size(), prefix) != 0) continue;
+        if (!shared_->used.count(k)) extra.push_back(k);
+    }
+    if (extra.empty()) return;
+    std::string list;
+    for (size_t i = 0; i < extra.size() && i < 5; ++i) list += (i ? ", '" : "'") + extra[i] + "'";
+    if (extra.size() > 5) list += " and " + std::to_string(extra.size() - 5) + " more";
+    fail(ErrorCode::BAD_MODEL_FILE, shared_->source->describe(), ": ", extra.size(),
+         " tensor(s) the model config does not use: ", list, " (does the config match the weights?)");
+}
+
+}  // namespace sdxl::nn

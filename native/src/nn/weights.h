@@ -1,0 +1,74 @@
+// Weights by diffusers key, bound strictly (candle's VarBuilder, ggml's name maps):
+//   WeightBuilder vb(source);  Linear proj(vb.pp("down_blocks").pp(1).pp("attentions").pp(0).pp("proj_in"), 640, 640);
+// get() checks the key exists and has the expected shape, and marks it used; after a model is built,
+// check_all_used() reports tensors the model did not take. Every error names the full key.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace sdxl::io {
+class SafetensorsFile;
+}
+
+namespace sdxl::nn {
+
+// Where weights come from. Tensors are returned as F32 on the CPU (fp16/bf16 files are widened).
+class WeightSource {
+public:
+    virtual ~WeightSource() = default;
+    virtual bool contains(const std::string& key) const = 0;
+    virtual Shape shape(const std::string& key) const = 0;  // NOT_FOUND if absent
+    virtual Tensor load(const std::string& key) const = 0;   // F32, CPU
+    virtual std::vector<std::string> keys() const = 0;
+    virtual std::string describe() const = 0;                // for messages: the file names
+};
+
+// One or more .safetensors files (a sharded checkpoint); a key must be in exactly one of them.
+std::shared_ptr<WeightSource> safetensors_source(const std::vector<std::string>& paths);
+
+// Deterministic pseudo-random weights for any requested key and shape (N(0, 1) * scale for weights, zeros
+// for biases, ones for norm scales), for building real-size configs without weight files. Every key
+// requested exists, so check_all_used() never fails for it.
+std::shared_ptr<WeightSource> random_source(uint64_t seed, float scale);
+
+class WeightBuilder {
+public:
+    explicit WeightBuilder(std::shared_ptr<WeightSource> source);
+
+    WeightBuilder pp(const std::string& name) const;  // push a prefix component: "a" -> "a.name"
+    WeightBuilder pp(int64_t index) const;
+    const std::string& prefix() const { return prefix_; }
+    std::string key(const std::string& name) const;  // the full key of a tensor under this prefix
+
+    bool contains(const std::string& name) const;
+    // The tensor `name` under this prefix; BAD_MODEL_FILE naming the full key if it is missing or its
+    // shape is not `shape`.
+    Tensor get(const std::string& name, const Shape& shape) const;
+
+    // Marks `name` (under this prefix) as accounted for without loading it: buffers some files carry that
+    // are not weights (e.g. CLIP's text_model.embeddings.position_ids). No error if it is absent.
+    void skip(const std::string& name) const;
+
+    // BAD_MODEL_FILE listing (some of) the source's keys under `prefix` that no get() took.
+    void check_all_used(const std::string& prefix = "") const;
+
+private:
+    struct Shared {
+        std::shared_ptr<WeightSource> source;
+        std::mutex mutex;
+        std::set<std::string> used;
+    };
+    WeightBuilder(std::shared_ptr<Shared> shared, std::string prefix);
+
+    std::shared_ptr<Shared> shared_;
+    std::string prefix_;
+};
+
+}  // namespace sdxl::nn
