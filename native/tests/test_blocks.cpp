@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "check.h"
+#include "test_tensors.h"
 #include "core/tensor.h"
 #include "nn/blocks.h"
 #include "ops/ops.h"
@@ -20,17 +21,7 @@ using namespace sdxl;
 
 namespace {
 
-// Deterministic values in [lo, hi) (64-bit LCG).
-Tensor rnd(const Shape& shape, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
-    Tensor t = Tensor::empty(shape, DType::F32);
-    float* p = t.data<float>();
-    uint64_t s = seed * 6364136223846793005ull + 1442695040888963407ull;
-    for (int64_t i = 0; i < t.numel(); ++i) {
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        p[i] = lo + (hi - lo) * float((s >> 40) & 0xffffff) / float(1 << 24);
-    }
-    return t;
-}
+using sdxl_test::rnd;
 
 std::vector<double> vals(const Tensor& t) {
     Tensor c = t.contiguous();
