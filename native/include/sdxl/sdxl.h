@@ -113,6 +113,28 @@ private:
     void* impl_;  // std::shared_ptr<sdxl::io::SafetensorsFile>*
 };
 
+// torch.Generator("cpu").manual_seed(seed) with torch.randn(shape, generator=g, dtype=float32), bit for bit on
+// any machine (see native/src/core/random.h). Copies of the handle share one stream (handing the generator
+// from base to refiner keeps drawing where it stopped); clone() starts an independent copy of the state.
+// Calls on one stream are serialised. Any 64-bit seed is accepted (only its low 32 bits reach mt19937, as in
+// torch); negative Python seeds are their two's complement, which is what a Java long holds.
+class Generator {
+public:
+    explicit Generator(uint64_t seed);
+    Generator(const Generator& other);
+    ~Generator();
+    Generator& operator=(const Generator& other);
+
+    Generator clone() const;
+    void manual_seed(uint64_t seed);
+    uint64_t initial_seed() const;
+    // A new contiguous F32 CPU tensor; advances the stream.
+    Tensor randn(const std::vector<int64_t>& shape);
+
+private:
+    void* impl_;  // std::shared_ptr<sdxl::api::GeneratorState>*
+};
+
 // ---- models. Built from a config and weight files (diffusers/transformers key names, bound strictly:
 // a missing, extra or mis-shaped tensor is BAD_MODEL_FILE naming the key), or from deterministic random
 // weights for shape and speed checks. F16/BF16 files are widened to F32 for the CPU backend.
@@ -167,6 +189,50 @@ public:
 
 private:
     VaeModel();
+    void* impl_;
+};
+
+// Single diffusers blocks at any width, for checks against other implementations and for benchmarks.
+// load() binds the tensors under `prefix` ("" = the file's root, else e.g. "down_blocks.1.attentions.0")
+// strictly: a missing or mis-shaped tensor, or one under the prefix the block does not use, is BAD_MODEL_FILE
+// naming the key; tensors outside the prefix are ignored, so a whole model's file can be given.
+
+// Transformer2DModel (continuous input): keys norm, proj_in, transformer_blocks.{i}.{norm1, attn1, norm2,
+// attn2, norm3, ff}, proj_out. GroupNorm eps 1e-6, LayerNorm eps 1e-5, GEGLU feed-forward (4x).
+class Transformer2DBlock {
+public:
+    Transformer2DBlock(const Transformer2DBlock& other);
+    ~Transformer2DBlock();
+    Transformer2DBlock& operator=(const Transformer2DBlock& other);
+    static Transformer2DBlock load(const std::vector<std::string>& weight_files, const std::string& prefix,
+                                   int64_t channels, int64_t heads, int64_t head_dim, int64_t layers,
+                                   int64_t context_dim, int64_t groups, bool use_linear_projection);
+    static Transformer2DBlock random(int64_t channels, int64_t heads, int64_t head_dim, int64_t layers,
+                                     int64_t context_dim, int64_t groups, bool use_linear_projection, int64_t seed);
+    // x [N, channels, H, W], context [N, Lc, context_dim] -> [N, channels, H, W]
+    Tensor forward(const Tensor& x, const Tensor& context) const;
+
+private:
+    Transformer2DBlock();
+    void* impl_;
+};
+
+// ResnetBlock2D (time_embedding_norm "default", silu): keys norm1, conv1, time_emb_proj (temb_channels > 0),
+// norm2, conv2, conv_shortcut (in != out).
+class ResnetBlock {
+public:
+    ResnetBlock(const ResnetBlock& other);
+    ~ResnetBlock();
+    ResnetBlock& operator=(const ResnetBlock& other);
+    static ResnetBlock load(const std::vector<std::string>& weight_files, const std::string& prefix, int64_t in,
+                            int64_t out, int64_t temb_channels, int64_t groups, float eps);
+    static ResnetBlock random(int64_t in, int64_t out, int64_t temb_channels, int64_t groups, float eps,
+                              int64_t seed);
+    // x [N, in, H, W], temb [N, temb_channels] (undefined when temb_channels is 0) -> [N, out, H, W]
+    Tensor forward(const Tensor& x, const Tensor& temb) const;
+
+private:
+    ResnetBlock();
     void* impl_;
 };
 

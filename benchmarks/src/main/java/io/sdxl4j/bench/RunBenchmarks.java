@@ -9,7 +9,8 @@ import org.openjdk.jmh.runner.options.Options;
 import org.openjdk.jmh.runner.options.OptionsBuilder;
 
 /**
- * Runs the benchmarks and prints, for each shape, sdxl4j's time, LibTorch's time and their ratio.
+ * Runs the benchmarks and prints, for each shape, sdxl4j's time, LibTorch's time and their ratio (CpuOpsBenchmark's
+ * ops and ModelBenchmark's transformer block; see {@link #pairKey}).
  * With arguments, behaves as JMH's own main (e.g. {@code -l}, or a regex of benchmarks to run).
  */
 public final class RunBenchmarks {
@@ -23,21 +24,55 @@ public final class RunBenchmarks {
         Options opts = new OptionsBuilder()
                 .include(JniCallBenchmark.class.getSimpleName())
                 .include(CpuOpsBenchmark.class.getSimpleName())
+                .include(ModelBenchmark.class.getSimpleName())
                 .build();
         Collection<RunResult> results = new Runner(opts).run();
         Map<String, double[]> pairs = new TreeMap<>();
         for (RunResult r : results) {
-            String label = r.getParams().getBenchmark();
-            String shape = r.getParams().getParam("shape");
-            if (shape == null) {
+            String key = pairKey(r);
+            if (key == null) {
                 continue;
             }
             double score = r.getPrimaryResult().getScore();
-            double[] pair = pairs.computeIfAbsent(shape, k -> new double[2]);
-            pair[label.endsWith(".sdxl4j") ? 0 : 1] = score;
+            double[] pair = pairs.computeIfAbsent(key, k -> new double[] {Double.NaN, Double.NaN});
+            pair[isSdxl4j(r) ? 0 : 1] = score;
         }
+        pairs.values().removeIf(p -> Double.isNaN(p[0]) || Double.isNaN(p[1])); // only complete pairs
         System.out.printf("%n%-26s %12s %12s %10s%n", "shape", "sdxl4j ms", "libtorch ms", "torch/ours");
         pairs.forEach((shape, p) -> System.out.printf("%-26s %12.3f %12.3f %10.2f%n", shape, p[0], p[1], p[1] / p[0]));
         System.out.println("(ratio > 1: sdxl4j is faster)");
+    }
+
+    private static String method(RunResult r) {
+        String b = r.getParams().getBenchmark();
+        return b.substring(b.lastIndexOf('.') + 1);
+    }
+
+    private static boolean isSdxl4j(RunResult r) {
+        String m = method(r);
+        return m.endsWith("sdxl4j") || m.endsWith("Sdxl4j");
+    }
+
+    /**
+     * The row a result belongs to, or null if it is not one side of a pair. A pair is a method named
+     * {@code <stem>sdxl4j} / {@code <stem>libtorch} (e.g. CpuOpsBenchmark's sdxl4j/libtorch, ModelBenchmark's
+     * transformerSdxl4j/transformerLibtorch); the row is the stem, then the parameter values, joined by "_"
+     * (for CpuOpsBenchmark just its shape, as before).
+     */
+    private static String pairKey(RunResult r) {
+        String m = method(r);
+        String stem;
+        if (isSdxl4j(r)) {
+            stem = m.substring(0, m.length() - "sdxl4j".length());
+        } else if (m.endsWith("libtorch") || m.endsWith("Libtorch")) {
+            stem = m.substring(0, m.length() - "libtorch".length());
+        } else {
+            return null;
+        }
+        StringBuilder key = new StringBuilder(stem);
+        for (String p : r.getParams().getParamsKeys()) {
+            key.append(key.length() == 0 ? "" : "_").append(r.getParams().getParam(p));
+        }
+        return key.length() == 0 ? null : key.toString();
     }
 }

@@ -31,16 +31,21 @@ public class sdxl implements InfoMapper {
                 .put(new Info("sdxl::api::Tensor").pointerTypes("NativeTensor"))
                 .put(new Info("sdxl::api::TensorList").pointerTypes("NativeTensorList"))
                 .put(new Info("sdxl::api::SafetensorsFile").pointerTypes("NativeSafetensorsFile"))
+                .put(new Info("sdxl::api::Generator").pointerTypes("NativeGenerator"))
+                .put(new Info("sdxl::api::Generator::operator =").skip())
                 .put(new Info("sdxl::api::TensorAccess").skip())
                 .put(new Info("sdxl::api::ClipTextModel").pointerTypes("NativeClipTextModel"))
                 .put(new Info("sdxl::api::UNetModel").pointerTypes("NativeUNetModel"))
                 .put(new Info("sdxl::api::VaeModel").pointerTypes("NativeVaeModel"))
+                .put(new Info("sdxl::api::Transformer2DBlock").pointerTypes("NativeTransformer2DBlock"))
+                .put(new Info("sdxl::api::ResnetBlock").pointerTypes("NativeResnetBlock"))
                 .put(new Info("sdxl::api::ClipTextConfig").pointerTypes("NativeClipTextConfig"))
                 .put(new Info("sdxl::api::UNetConfig").pointerTypes("NativeUNetConfig"))
                 .put(new Info("sdxl::api::VaeConfig").pointerTypes("NativeVaeConfig"))
                 // Assignment operators would be exposed as put(); copies are made with the copy constructor.
                 .put(new Info("sdxl::api::Tensor::operator =", "sdxl::api::TensorList::operator =",
                         "sdxl::api::SafetensorsFile::operator =", "sdxl::api::ClipTextModel::operator =",
-                        "sdxl::api::UNetModel::operator =", "sdxl::api::VaeModel::operator =").skip());
+                        "sdxl::api::UNetModel::operator =", "sdxl::api::VaeModel::operator =",
+                        "sdxl::api::Transformer2DBlock::operator =", "sdxl::api::ResnetBlock::operator =").skip());
     }
 }
