@@ -80,5 +80,46 @@ struct VaeConfig {
     static VaeConfig sdxl();
 };
 
+// A diffusers scheduler config: class_name plus the keys of scheduler_config.json (and overrides) that were
+// given. from_config semantics: every field left "unset" takes that scheduler class's own constructor
+// default (in its native file), so Java forwards only what the JSON says. Unset = NaN for numbers, -1 for
+// integers and tri-state booleans (0 false, 1 true), "" for strings.
+struct SchedulerConfig {
+    std::string class_name;  // e.g. "EulerDiscreteScheduler"
+    int64_t num_train_timesteps;
+    double beta_start;
+    double beta_end;
+    std::string beta_schedule;      // "linear" | "scaled_linear" | "squaredcos_cap_v2"
+    std::string prediction_type;    // "epsilon" | "v_prediction" | "sample"
+    std::string timestep_spacing;   // "leading" | "trailing" | "linspace"
+    int64_t steps_offset;
+    int use_karras_sigmas;
+    int clip_sample;
+    double clip_sample_range;
+    int set_alpha_to_one;
+    int skip_prk_steps;
+    std::string interpolation_type;  // Euler: "linear" | "log_linear"
+    std::string timestep_type;       // Euler: "discrete" | "continuous"
+    std::string final_sigmas_type;   // "zero" | "sigma_min"
+    std::string algorithm_type;      // DPM-Solver: "dpmsolver++" | "sde-dpmsolver++" | ...; DEIS: "deis"
+    int64_t solver_order;
+    std::string solver_type;         // "midpoint" | "heun" | "bh1" | "bh2" | "logrho"
+    int lower_order_final;
+    int euler_at_final;
+    int thresholding;
+    double dynamic_thresholding_ratio;
+    double sample_max_value;
+    std::string variance_type;       // DDPM: "fixed_small" | ...
+    int rescale_betas_zero_snr;
+    int predict_x0;                  // UniPC
+    std::vector<int64_t> disable_corrector;  // UniPC
+    double lambda_min_clipped;       // DPM-Solver
+    int64_t noise_sampler_seed;      // DPMSolverSDE; -1 = unset (random)
+    double eta;                      // DDIM step eta (a step() argument in diffusers; 0 by default)
+    bool has_trained_betas;          // trained_betas given: not supported
+
+    SchedulerConfig();
+};
+
 }  // namespace api
 }  // namespace sdxl

@@ -236,6 +236,37 @@ private:
     void* impl_;
 };
 
+// ---- schedulers (diffusers' contract; see native/src/schedulers/scheduler.h). Stateful: copies of the
+// handle share one scheduler.
+class Scheduler {
+public:
+    Scheduler(const Scheduler& other);
+    ~Scheduler();
+    Scheduler& operator=(const Scheduler& other);
+    static Scheduler create(const SchedulerConfig& config);
+    static std::vector<std::string> supported_classes();
+
+    void set_timesteps(int64_t num_inference_steps);
+    std::vector<double> timesteps() const;
+    std::vector<double> sigmas() const;  // empty for classes without sigmas
+    double init_noise_sigma() const;
+    int order() const;
+    Tensor scale_model_input(const Tensor& sample, int64_t step_index);
+    // -> [prev_sample, pred_original_sample (undefined when the class has none)]. generator may be null for
+    // deterministic schedulers.
+    TensorList step(const Tensor& model_output, int64_t step_index, const Tensor& sample, Generator* generator);
+    Tensor add_noise(const Tensor& original, const Tensor& noise, int64_t step_index) const;
+
+    // diffusers' base/refiner split on the current timesteps: how many the base runs with denoising_end,
+    // and the index the refiner starts at with denoising_start (incl. the extra step of 2nd-order classes).
+    int64_t steps_before_denoising_end(double denoising_end) const;
+    int64_t begin_index_for_denoising_start(double denoising_start) const;
+
+private:
+    Scheduler();
+    void* impl_;
+};
+
 // ---- ops (see native/src/ops/ops.h for the exact semantics; undefined Tensor = absent)
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b);
 Tensor matmul(const Tensor& a, const Tensor& b);

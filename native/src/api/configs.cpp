@@ -1,6 +1,8 @@
 // Defaults (diffusers/transformers constructor defaults) and the real SDXL 1.0 configs.
 #include "sdxl/configs.h"
 
+#include <cmath>
+
 namespace sdxl {
 namespace api {
 
@@ -98,6 +100,13 @@ VaeConfig VaeConfig::sdxl() {
     c.scaling_factor = 0.13025f;
     return c;
 }
+
+SchedulerConfig::SchedulerConfig()
+    : num_train_timesteps(-1), beta_start(NAN), beta_end(NAN), steps_offset(-1), use_karras_sigmas(-1),
+      clip_sample(-1), clip_sample_range(NAN), set_alpha_to_one(-1), skip_prk_steps(-1), solver_order(-1),
+      lower_order_final(-1), euler_at_final(-1), thresholding(-1), dynamic_thresholding_ratio(NAN),
+      sample_max_value(NAN), rescale_betas_zero_snr(-1), predict_x0(-1), lambda_min_clipped(NAN),
+      noise_sampler_seed(-1), eta(NAN), has_trained_betas(false) {}
 
 }  // namespace api
 }  // namespace sdxl

@@ -35,7 +35,8 @@ public final class Generator implements AutoCloseable {
         return Native.call(() -> new Generator(new NativeGenerator(seed)));
     }
 
-    private NativeGenerator handle() {
+    /** The native handle, for calls into io.sdxl4j.nat. Internal. */
+    public NativeGenerator handle() {
         if (handle == null) {
             throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "generator is closed");
         }

@@ -25,6 +25,7 @@ public final class RunBenchmarks {
                 .include(JniCallBenchmark.class.getSimpleName())
                 .include(CpuOpsBenchmark.class.getSimpleName())
                 .include(ModelBenchmark.class.getSimpleName())
+                .include(TextAndSchedulerBenchmark.class.getSimpleName())
                 .build();
         Collection<RunResult> results = new Runner(opts).run();
         Map<String, double[]> pairs = new TreeMap<>();

@@ -28,6 +28,7 @@ public class sdxl implements InfoMapper {
         // Java-side names that do not clash with the user-facing io.sdxl4j classes.
         infoMap.put(new Info("std::vector<int64_t>").pointerTypes("LongVector").define())
                 .put(new Info("std::vector<std::string>").pointerTypes("StringVector").define())
+                .put(new Info("std::vector<double>").pointerTypes("DoubleVector").define())
                 .put(new Info("sdxl::api::Tensor").pointerTypes("NativeTensor"))
                 .put(new Info("sdxl::api::TensorList").pointerTypes("NativeTensorList"))
                 .put(new Info("sdxl::api::SafetensorsFile").pointerTypes("NativeSafetensorsFile"))
@@ -40,6 +41,9 @@ public class sdxl implements InfoMapper {
                 .put(new Info("sdxl::api::Transformer2DBlock").pointerTypes("NativeTransformer2DBlock"))
                 .put(new Info("sdxl::api::ResnetBlock").pointerTypes("NativeResnetBlock"))
                 .put(new Info("sdxl::api::ClipTextConfig").pointerTypes("NativeClipTextConfig"))
+                .put(new Info("sdxl::api::Scheduler").pointerTypes("NativeScheduler"))
+                .put(new Info("sdxl::api::SchedulerConfig").pointerTypes("NativeSchedulerConfig"))
+                .put(new Info("sdxl::api::Scheduler::operator =").skip())
                 .put(new Info("sdxl::api::UNetConfig").pointerTypes("NativeUNetConfig"))
                 .put(new Info("sdxl::api::VaeConfig").pointerTypes("NativeVaeConfig"))
                 // Assignment operators would be exposed as put(); copies are made with the copy constructor.

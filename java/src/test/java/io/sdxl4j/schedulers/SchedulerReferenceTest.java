@@ -1,0 +1,160 @@
+package io.sdxl4j.schedulers;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.sdxl4j.Generator;
+import io.sdxl4j.Ops;
+import io.sdxl4j.ReferenceData;
+import io.sdxl4j.Tensor;
+import io.sdxl4j.io.SafetensorsFile;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.Map;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.DynamicTest;
+import org.junit.jupiter.api.TestFactory;
+
+/**
+ * Every case of cases/schedulers: Cls.from_config(the real SDXL scheduler_config.json, **overrides), then
+ * timesteps exactly, sigmas to 1e-6 relative, and the whole pseudo-model trajectory (reference README) to
+ * 1e-5 absolute: x_start, each step's model input, x after the step and pred_original_sample. The cutoff_*
+ * cases check the denoising_end / denoising_start split. A class this build does not implement yet is
+ * reported as skipped (never as passed).
+ *
+ * <p>Two known differences, each still checked as tightly as it can be:
+ * <ul>
+ * <li>Fractional timesteps (Karras sigmas mapped back to t, KDPM2's interpolated steps, DPMSolverSDE) come from
+ *     float32 logarithms that numpy (its SIMD logf) and torch (SLEEF logf_u10) round differently from the
+ *     correctly rounded log used here, so they may differ by a few float32 ulps (checked to 1e-4); integer
+ *     schedules must match exactly. The trajectories still match to 1e-5.</li>
+ * <li>DPMSolverSDEScheduler draws its noise from torchsde's BrownianTree, which sdxl4j does not reproduce; its
+ *     deterministic parts are checked teacher-forced: from the reference x before each step, the model input,
+ *     pred_original_sample and the final (noise-free) step must match.</li>
+ * </ul>
+ */
+class SchedulerReferenceTest {
+    private static final double ATOL = 1e-5;
+    private static final double SIGMA_RTOL = 1e-6;
+    private static final Path CONFIG = ReferenceData.root().resolve("configs/sdxl-base-1.0/scheduler/scheduler_config.json");
+
+    @TestFactory
+    Stream<DynamicTest> everyCase() {
+        return ReferenceData.cases("schedulers").stream().map(c -> DynamicTest.dynamicTest(c.get("name").asText(), () -> run(c)));
+    }
+
+    private static void run(JsonNode c) {
+        JsonNode p = c.get("params");
+        String cls = p.get("class").asText();
+        Assumptions.assumeTrue(Scheduler.supportedClasses().contains(cls), cls + " is not implemented yet");
+        @SuppressWarnings("unchecked")
+        Map<String, Object> overrides = new ObjectMapper().convertValue(p.get("overrides"), Map.class);
+        int steps = p.get("num_inference_steps").asInt();
+        try (Scheduler s = Scheduler.create(SchedulerConfig.fromConfig(cls, CONFIG, overrides));
+             SafetensorsFile f = SafetensorsFile.open(ReferenceData.caseFile("schedulers", c))) {
+            s.setTimesteps(steps);
+            if (p.has("denoising_end")) {
+                cutoff(c, p, s, f);
+            } else {
+                trajectory(c, p, s, f);
+            }
+        }
+    }
+
+    private static double[] doubles(SafetensorsFile f, String name) {
+        return ReferenceData.doubles(f.path(), name);
+    }
+
+    /**
+     * Integer schedules exactly. Schedules with fractional timesteps (see the class comment) within 1e-4: one ulp
+     * of a float32 log-sigma (about 2e-7) moves t by up to ~5e-5 at the training table's log-sigma spacing.
+     */
+    private static void assertTimesteps(String what, double[] expected, double[] actual) {
+        assertEquals(expected.length, actual.length, what + ": count");
+        boolean integerSchedule = Arrays.stream(expected).allMatch(v -> v == Math.rint(v));
+        double worst = 0;
+        for (int i = 0; i < expected.length; i++) {
+            double d = Math.abs(expected[i] - actual[i]);
+            worst = Math.max(worst, d);
+            assertTrue(integerSchedule ? d == 0 : d <= 1e-4, what + "[" + i + "]: " + actual[i] + " vs " + expected[i]
+                    + (integerSchedule ? " (integer schedule: must be exact)" : " (> 1e-4)"));
+        }
+        if (worst > 0) {
+            System.out.printf("[reference] %s: fractional timesteps differ by up to %.2g%n", what, worst);
+        }
+    }
+
+    private static void cutoff(JsonNode c, JsonNode p, Scheduler s, SafetensorsFile f) {
+        double[] all = s.timesteps();
+        assertTimesteps(c.get("name").asText() + " timesteps", doubles(f, "all_timesteps"), all);
+        int base = s.stepsBeforeDenoisingEnd(p.get("denoising_end").asDouble());
+        int begin = s.beginIndexForDenoisingStart(p.get("denoising_start").asDouble());
+        assertTimesteps("base split", doubles(f, "base_timesteps"), Arrays.copyOfRange(all, 0, base));
+        assertTimesteps("refiner split", doubles(f, "refiner_timesteps"), Arrays.copyOfRange(all, begin, all.length));
+    }
+
+    private static void trajectory(JsonNode c, JsonNode p, Scheduler s, SafetensorsFile f) {
+        String name = c.get("name").asText();
+        assertTimesteps(name + " timesteps", doubles(f, "timesteps"), s.timesteps());
+        if (f.contains("sigmas")) {
+            double[] want = doubles(f, "sigmas");
+            double[] got = s.sigmas();
+            assertEquals(want.length, got.length, name + " sigma count");
+            for (int i = 0; i < want.length; i++) {
+                assertTrue(Math.abs(got[i] - want[i]) <= SIGMA_RTOL * Math.abs(want[i]) + 1e-12,
+                        name + " sigma[" + i + "] " + got[i] + " vs " + want[i]);
+            }
+        }
+        long seed = p.get("seed").asLong();
+        boolean useGenerator = p.path("step_generator").asBoolean(false);
+        boolean teacherForced = c.get("params").get("class").asText().equals("DPMSolverSDEScheduler");
+        double[] ts = doubles(f, "t_per_step");
+        double worst = 0;
+        try (Tensor xInit = f.tensor("x_init");
+             Tensor e0 = f.tensor("e0");
+             Tensor xStart = f.tensor("x_start");
+             Tensor modelInputs = f.tensor("model_input");
+             Tensor xs = f.tensor("x_per_step");
+             Tensor preds = f.tensor("pred_original_sample");
+             Tensor hasPred = f.tensor("has_pred_original");
+             Generator g = useGenerator ? Generator.seeded(seed + 2) : null) {
+            long[] has = hasPred.toLongArray();
+            Tensor x = Ops.scale(xInit, (float) s.initNoiseSigma(), 0f);
+            worst = Math.max(worst, check(name + " x_start", xStart, x));
+            for (int i = 0; i < ts.length; i++) {
+                try (Tensor in = s.scaleModelInput(x, i);
+                     Tensor wantIn = modelInputs.narrow(0, i, 1).reshape(xInit.shape());
+                     Tensor a = Ops.scale(in, 0.6f, 0f);
+                     Tensor b = Ops.scale(e0, (float) (0.4 * (1.0 - ts[i] / 1000.0)), 0f);
+                     Tensor eps = Ops.add(a, b);
+                     StepOutput out = s.step(eps, i, x, g);
+                     Tensor wantX = xs.narrow(0, i, 1).reshape(xInit.shape())) {
+                    worst = Math.max(worst, check(name + " model_input[" + i + "]", wantIn, in));
+                    if (!teacherForced || i == ts.length - 1) {
+                        worst = Math.max(worst, check(name + " x[" + i + "]", wantX, out.prevSample()));
+                    }
+                    if (has[i] != 0 && out.predOriginalSample() != null) {
+                        try (Tensor wantPred = preds.narrow(0, i, 1).reshape(xInit.shape())) {
+                            worst = Math.max(worst, check(name + " pred_original_sample[" + i + "]", wantPred, out.predOriginalSample()));
+                        }
+                    }
+                    x.close();
+                    // Teacher forcing (DPMSolverSDE): continue from the reference x, whose noise we cannot draw.
+                    x = teacherForced ? wantX.contiguous() : out.prevSample().contiguous();
+                }
+            }
+            x.close();
+        }
+        System.out.printf("[reference] %s trajectory max|diff| = %.3g%n", name, worst);
+    }
+
+    private static double check(String what, Tensor expected, Tensor actual) {
+        double d = ReferenceData.maxAbsDiff(expected.toFloatArray(), actual.toFloatArray());
+        assertTrue(d <= ATOL, what + ": max |diff| " + d + " > " + ATOL);
+        return d;
+    }
+}
