@@ -150,6 +150,9 @@ public:
     // input_ids [B, L] I64 -> [last_hidden_state, pooled (projected when with_projection),
     // hidden_states[0] (embeddings), ..., hidden_states[num_hidden_layers]].
     TensorList forward(const Tensor& input_ids) const;
+    // The same with transformers' attention_mask [B, L] (F32 or I64; 0 = masked out), e.g. for compel's
+    // down-weighting of a fragment.
+    TensorList forward_masked(const Tensor& input_ids, const Tensor& attention_mask) const;
 
 private:
     ClipTextModel();

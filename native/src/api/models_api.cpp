@@ -66,8 +66,10 @@ ClipTextModel ClipTextModel::random(const ClipTextConfig& config, int64_t seed) 
     return m;
 }
 
-TensorList ClipTextModel::forward(const Tensor& input_ids) const {
-    models::ClipTextOutput out = get<models::ClipTextModel>(impl_).forward(core(input_ids));
+TensorList ClipTextModel::forward(const Tensor& input_ids) const { return forward_masked(input_ids, Tensor()); }
+
+TensorList ClipTextModel::forward_masked(const Tensor& input_ids, const Tensor& attention_mask) const {
+    models::ClipTextOutput out = get<models::ClipTextModel>(impl_).forward(core(input_ids), core(attention_mask));
     TensorList list;
     list.add(wrap(out.last_hidden_state));
     list.add(wrap(out.pooled));

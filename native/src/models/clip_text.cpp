@@ -66,7 +66,9 @@ struct ClipTextModel::Impl {
     nn::Linear text_projection;  // hidden -> projection_dim, no bias; only with_projection
 
     // x [B, L, C] -> [B, L, C]
-    Tensor self_attention(const EncoderLayer& layer, const Tensor& x) const {
+    // attention_mask: undefined, or [B, L] with 0 = no query attends to that key (transformers' attention_mask,
+    // combined with the causal mask).
+    Tensor self_attention(const EncoderLayer& layer, const Tensor& x, const Tensor& attention_mask) const {
         const int64_t B = x.size(0), L = x.size(1), C = x.size(2);
         const int64_t H = config.num_attention_heads, D = C / H;
         auto heads = [&](const Tensor& t) { return t.view({B, L, H, D}).permute({0, 2, 1, 3}); };  // [B, H, L, D]
@@ -75,7 +77,7 @@ struct ClipTextModel::Impl {
         const Tensor v = heads(layer.v_proj(x));
         // transformers scales q by head_dim^-0.5 before q k^T; the op scales the product (same to ~1 ulp).
         const float scale = float(1.0 / std::sqrt(double(D)));
-        Tensor a = ops::attention(q, k, v, Tensor(), /*causal=*/true, scale);  // [B, H, L, D]
+        Tensor a = ops::attention(q, k, v, attention_mask, /*causal=*/true, scale);  // [B, H, L, D]
         a = a.permute({0, 2, 1, 3}).reshape({B, L, C});                      // [B, L, C]
         return layer.out_proj(a);
     }
@@ -146,7 +148,7 @@ ClipTextModel::ClipTextModel(const api::ClipTextConfig& config, const nn::Weight
 
 const api::ClipTextConfig& ClipTextModel::config() const { return impl_->config; }
 
-ClipTextOutput ClipTextModel::forward(const Tensor& input_ids) const {
+ClipTextOutput ClipTextModel::forward(const Tensor& input_ids, const Tensor& attention_mask) const {
     const Impl& m = *impl_;
     const api::ClipTextConfig& c = m.config;
     SDXL_CHECK(input_ids.defined(), "ClipTextModel: input_ids is undefined");
@@ -156,6 +158,9 @@ ClipTextOutput ClipTextModel::forward(const Tensor& input_ids) const {
     SDXL_CHECK(B > 0 && L > 0, "ClipTextModel: input_ids must not be empty, got ", input_ids.describe());
     SDXL_CHECK(L <= c.max_position_embeddings, "ClipTextModel: input_ids has ", L,
                " tokens, more than max_position_embeddings ", c.max_position_embeddings);
+    if (attention_mask.defined())
+        SDXL_CHECK(attention_mask.dim() == 2 && attention_mask.size(0) == B && attention_mask.size(1) == L,
+                   "ClipTextModel: attention_mask must be [B, L] = [", B, ", ", L, "], got ", attention_mask.describe());
     const Tensor ids = input_ids.to(Device::CPU).contiguous();  // [B, L]
     const int64_t* id = ids.data<int64_t>();
     // All ids are checked before the gather reads a single embedding row.
@@ -168,7 +173,7 @@ ClipTextOutput ClipTextModel::forward(const Tensor& input_ids) const {
     Tensor x = m.embed(ids);  // [B, L, C]
     out.hidden_states.push_back(x);
     for (const EncoderLayer& layer : m.layers) {
-        x = ops::add(x, m.self_attention(layer, layer.layer_norm1(x)));  // [B, L, C]
+        x = ops::add(x, m.self_attention(layer, layer.layer_norm1(x), attention_mask));  // [B, L, C]
         x = ops::add(x, m.mlp(layer, layer.layer_norm2(x)));             // [B, L, C]
         out.hidden_states.push_back(x);
     }

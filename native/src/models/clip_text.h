@@ -28,7 +28,9 @@ public:
     ClipTextModel(const api::ClipTextConfig& config, const nn::WeightBuilder& vb);
     // input_ids [B, L] I64 with L <= max_position_embeddings; causal self-attention, no padding mask
     // (SDXL pads with eos/"!" and attends to the padding, like transformers without attention_mask).
-    ClipTextOutput forward(const Tensor& input_ids) const;
+    // attention_mask (optional): [B, L] F32 or I64, 0 = that position is masked out of every query's attention
+    // (compel's down-weighting). A query whose every allowed key is masked gets zeros.
+    ClipTextOutput forward(const Tensor& input_ids, const Tensor& attention_mask = Tensor()) const;
     const api::ClipTextConfig& config() const;
 
 private:

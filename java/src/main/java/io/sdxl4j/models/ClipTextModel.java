@@ -51,11 +51,21 @@ public final class ClipTextModel implements AutoCloseable {
 
     /** Encodes token ids [B, L] (I64). The caller closes the output. */
     public ClipTextOutput forward(Tensor inputIds) {
+        return forward(inputIds, null);
+    }
+
+    /**
+     * Encodes token ids [B, L] (I64) with transformers' attention_mask [B, L] (F32 or I64; 0 = no query attends to
+     * that position), as compel's down-weighting needs; null means no mask. The caller closes the output.
+     */
+    public ClipTextOutput forward(Tensor inputIds, Tensor attentionMask) {
         if (handle == null) {
             throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "ClipTextModel is closed");
         }
         return Native.call(() -> {
-            try (NativeTensorList out = handle.forward(inputIds.handle())) {
+            try (io.sdxl4j.nat.NativeTensor none = new io.sdxl4j.nat.NativeTensor();
+                 NativeTensorList out = handle.forward_masked(inputIds.handle(),
+                         attentionMask == null ? none : attentionMask.handle())) {
                 List<Tensor> hidden = new ArrayList<>();
                 for (long i = 2; i < out.size(); i++) {
                     hidden.add(Tensor.wrap(out.get(i)));

@@ -50,12 +50,9 @@ public final class Compel implements AutoCloseable {
     /**
      * One text encoder with its tokenizer.
      *
-     * @param folder         the text encoder's folder (config.json + weights), needed only for downweighting
-     *                       (weights below 1) because the native model has no attention-mask input; may be null
-     * @param variant        weight file variant in that folder (null for the default files)
      * @param requiresPooled whether this encoder's pooled output is returned (SDXL: text_encoder_2 only)
      */
-    public record TextEncoder(ClipTokenizer tokenizer, ClipTextModel model, Path folder, String variant, boolean requiresPooled) {
+    public record TextEncoder(ClipTokenizer tokenizer, ClipTextModel model, boolean requiresPooled) {
         public TextEncoder {
             Objects.requireNonNull(tokenizer, "tokenizer");
             Objects.requireNonNull(model, "model");
@@ -136,7 +133,7 @@ public final class Compel implements AutoCloseable {
         ClipTokenizer tokenizer = ClipTokenizer.load(root.resolve(tok));
         ClipTextModel model = ClipTextModel.load(root.resolve(te), variant);
         models.add(model);
-        return new TextEncoder(tokenizer, model, root.resolve(te), variant, pooled);
+        return new TextEncoder(tokenizer, model, pooled);
     }
 
     public boolean truncateLongPrompts() {
@@ -478,10 +475,6 @@ public final class Compel implements AutoCloseable {
         }
         closed = true;
         for (Provider p : providers) {
-            if (p.masked != null) {
-                p.masked.close();
-                p.masked = null;
-            }
         }
         for (AutoCloseable m : owned) {
             closeQuietly(m);
@@ -503,20 +496,15 @@ public final class Compel implements AutoCloseable {
     private final class Provider {
         final ClipTokenizer tok;
         final ClipTextModel model;
-        final Path folder;
-        final String variant;
         final boolean requiresPooled;
         final int hidden;
         final int maxLen;
         final int chunkLen;
         float[] emptyZ;
-        MaskedClipText masked;
 
         Provider(TextEncoder e) {
             tok = e.tokenizer();
             model = e.model();
-            folder = e.folder();
-            variant = e.variant();
             requiresPooled = e.requiresPooled();
             hidden = Math.toIntExact(model.config().hiddenSize());
             long positions = model.config().maxPositionEmbeddings();
@@ -684,7 +672,7 @@ public final class Compel implements AutoCloseable {
                         nativeIds.add(ids);
                     }
                 } else {
-                    float[] z = masked().penultimate(ids, m);
+                    float[] z = maskedPenultimate(ids, m);
                     scaleFromEmpty(z, 0, empty, weights, c * maxLen, out, c * chunkSize);
                 }
             }
@@ -709,15 +697,13 @@ public final class Compel implements AutoCloseable {
             }
         }
 
-        MaskedClipText masked() {
-            if (masked == null) {
-                if (folder == null) {
-                    throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "a weight below 1 needs the text encoder's folder"
-                            + " (Compel.TextEncoder.folder) to mask the fragment out; none was given");
-                }
-                masked = MaskedClipText.open(folder, variant, model.config());
+        /** hidden_states[-2] of one chunk with transformers' attention_mask (0 = masked out of attention). */
+        float[] maskedPenultimate(long[] ids, float[] keyMask) {
+            try (Tensor t = Tensor.ofLongs(ids, 1, ids.length);
+                 Tensor mask = Tensor.of(keyMask, 1, keyMask.length);
+                 ClipTextOutput o = model.forward(t, mask)) {
+                return o.penultimate().toFloatArray();
             }
-            return masked;
         }
 
         /**

@@ -21,12 +21,10 @@ import java.util.Map;
 import java.util.TreeSet;
 
 /**
- * transformers' CLIP text encoder up to hidden_states[-2] with an {@code attention_mask} (keys whose mask is 0
- * are not attended to by any query), built from the native ops. compel's MASK downweighting needs this: a fragment
- * of weight below 1 is blended toward an encoding in which that fragment is masked out, and the native
- * {@link io.sdxl4j.models.ClipTextModel} has no mask input. Used only for such prompts; everything else goes
- * through the native model. Weights are views of the memory-mapped file (F16/BF16 files are widened, i.e.
- * copied, when first needed).
+ * Test oracle: transformers' CLIP text encoder up to hidden_states[-2] with an {@code attention_mask} (keys whose
+ * mask is 0 are not attended to by any query), written independently in Java from the weight file and the
+ * elementary Ops, to check the native {@link io.sdxl4j.models.ClipTextModel#forward(io.sdxl4j.Tensor,
+ * io.sdxl4j.Tensor)} that compel's MASK down-weighting uses.
  */
 final class MaskedClipText implements AutoCloseable {
     private final ClipTextConfig config;
