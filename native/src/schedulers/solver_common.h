@@ -144,6 +144,16 @@ inline Tensor add_noise_ac(const Tensor& original, const Tensor& noise, float al
     return generate(x.shape(), [&](int64_t k) { return a * xp[k] + b * np_[k]; });
 }
 
+// add_noise of the sigma-parameterised solvers (DPM-Solver, UniPC): alpha_t * x0 + sigma_t * noise in float32.
+inline Tensor add_noise_alpha_sigma(const Tensor& original, const Tensor& noise, float sigma, const std::string& who) {
+    Tensor x = f32_cpu(original, who, "original"), n = f32_cpu(noise, who, "noise");
+    same_shape(x, n, who);
+    const AlphaSigma v = alpha_sigma(sigma);
+    const float* xp = x.data<float>();
+    const float* np_ = n.data<float>();
+    return generate(x.shape(), [&](int64_t k) { return v.alpha * xp[k] + v.sigma * np_[k]; });
+}
+
 // torch.linalg.solve for a small float32 system (LU with partial pivoting, as LAPACK sgesv).
 inline std::vector<float> solve_f32(std::vector<std::vector<float>> a, std::vector<float> b) {
     const size_t n = b.size();

@@ -87,15 +87,9 @@ public:
         return {prev, Tensor()};
     }
 
-    Tensor add_noise(const Tensor& original_in, const Tensor& noise_in, int64_t i) const override {
+    Tensor add_noise(const Tensor& original, const Tensor& noise, int64_t i) const override {
         check_step_index(i);
-        const std::string& name = config_.class_name;
-        Tensor x = f32_cpu(original_in, name, "original"), n = f32_cpu(noise_in, name, "noise");
-        same_shape(x, n, name);
-        const AlphaSigma v = alpha_sigma(float(sigmas_[size_t(i)]));
-        const float* xp = x.data<float>();
-        const float* np_ = n.data<float>();
-        return generate(x.shape(), [&](int64_t k) { return v.alpha * xp[k] + v.sigma * np_[k]; });
+        return add_noise_alpha_sigma(original, noise, float(sigmas_[size_t(i)]), config_.class_name);
     }
 
 private:
