@@ -29,9 +29,9 @@ import org.junit.jupiter.api.TestFactory;
  * <p>Two known differences, each still checked as tightly as it can be:
  * <ul>
  * <li>Fractional timesteps (Karras sigmas mapped back to t, KDPM2's interpolated steps, DPMSolverSDE) come from
- *     float32 logarithms that numpy (its SIMD logf) and torch (SLEEF logf_u10) round differently from the
- *     correctly rounded log used here, so they may differ by a few float32 ulps (checked to 1e-4); integer
- *     schedules must match exactly. The trajectories still match to 1e-5.</li>
+ *     float32 logarithms computed by SIMD kernels that are not correctly rounded; the schedulers emulate numpy's
+ *     and SLEEF's, which makes all but one case (kdpm2_n25, one ulp: probably torch's MKL log/exp) exact. They
+ *     are checked to 1e-4; integer schedules must match exactly. The trajectories match to 1e-5.</li>
  * <li>DPMSolverSDEScheduler draws its noise from torchsde's BrownianTree, which sdxl4j does not reproduce; its
  *     deterministic parts are checked teacher-forced: from the reference x before each step, the model input,
  *     pred_original_sample and the final (noise-free) step must match.</li>
