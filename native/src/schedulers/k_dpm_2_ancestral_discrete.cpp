@@ -3,50 +3,26 @@
 // (2nd-order) half of each pair, as diffusers v0.31 does (checked against the reference trajectories).
 #include <cmath>
 
-#include "schedulers/k_sigmas.h"
-#include "schedulers/simd_log.h"
+#include "schedulers/k_dpm_2_common.h"
 
 namespace sdxl::schedulers {
 namespace {
 
-inline float lerp_half(float a, float b) { return b - (b - a) * 0.5f; }
-// torch.Tensor.log on float32 CPU tensors (SLEEF Sleef_logf8_u10 in the AVX2 build).
-inline float logf32(float x) { return simdlog::sleef_logf(x); }
-inline float expf32(float x) { return float(std::exp(double(x))); }
+using kdpm2::expf32;
+using kdpm2::interleave;
+using kdpm2::lerp_half;
+using kdpm2::logf32;
 
-class KDPM2AncestralDiscrete : public Scheduler {
+class KDPM2AncestralDiscrete : public kdpm2::Base {
 public:
-    explicit KDPM2AncestralDiscrete(const api::SchedulerConfig& c) : Scheduler(c) {
-        Common d;
-        d.beta_start = 0.00085;
-        d.beta_end = 0.012;
-        d.beta_schedule = "linear";
-        d.timestep_spacing = "linspace";
-        d.steps_offset = 0;
-        resolve_common(d);
-        karras_ = cfg_bool(c.use_karras_sigmas, false);
-        if (common_.prediction_type == "sample")
-            fail(ErrorCode::UNSUPPORTED, c.class_name, ": prediction_type \"sample\" is not implemented");
-    }
-
-    int order() const override { return 2; }
+    using Base::Base;
 
     void set_timesteps(int64_t n) override {
-        const std::vector<float> ts32 = ksig::spacing_timesteps_f32(common_.timestep_spacing, n,
-                                                                    common_.num_train_timesteps,
-                                                                    common_.steps_offset, config_.class_name);
-        const std::vector<float> train = ksig::train_sigmas(alphas_cumprod_);
-        const std::vector<float> log_train = ksig::log_f32(train);
-        std::vector<double> ts(ts32.begin(), ts32.end());
-        std::vector<double> sig = ksig::interp(ts, train);
-        if (karras_) {
-            sig = karras_sigmas(sig.back(), sig.front(), n);
-            ts.clear();
-            for (double s : sig) ts.push_back(std::nearbyint(ksig::sigma_to_t_np(s, log_train)));
-        }
-        const size_t L = sig.size() + 1;
-        std::vector<float> s(L, 0.0f);
-        for (size_t k = 0; k < sig.size(); ++k) s[k] = float(sig[k]);
+        const Schedule sched = base_schedule(n);
+        const std::vector<double>& ts = sched.ts;
+        const std::vector<float>& s = sched.s;
+        const std::vector<float>& log_train = sched.log_train;
+        const size_t L = s.size();
         std::vector<float> up(L), down(L), si(L);
         for (size_t k = 0; k < L; ++k) {
             const float sn = k + 1 < L ? s[k + 1] : 0.0f;
@@ -127,14 +103,6 @@ public:
     }
 
 private:
-    static std::vector<float> interleave(const std::vector<float>& v) {
-        std::vector<float> out(1, v[0]);
-        for (size_t k = 1; k < v.size(); ++k) out.insert(out.end(), {v[k], v[k]});
-        out.push_back(v.back());
-        return out;
-    }
-
-    bool karras_ = false;
     std::vector<float> sig32_, interp32_, up32_, down32_;
     Tensor stored_;
 };
