@@ -173,6 +173,7 @@ public:
                    const Tensor& text_embeds, const Tensor& time_ids) const;
 
 private:
+    friend struct HandleAccess;
     UNetModel();
     void* impl_;
 };
@@ -266,9 +267,46 @@ public:
     int64_t begin_index_for_denoising_start(double denoising_start) const;
 
 private:
+    friend struct HandleAccess;
     Scheduler();
     void* impl_;
 };
+
+// ---- pipeline: diffusers' denoising loop (native/src/pipeline/denoise_loop.h), one step per call so the caller
+// can report progress and cancel between steps. Holds the UNet, scheduler and generator it was given (shared,
+// not copied): the generator keeps drawing from the same stream, as diffusers' generator object does.
+class Denoiser {
+public:
+    Denoiser(const Denoiser& other);
+    ~Denoiser();
+    Denoiser& operator=(const Denoiser& other);
+    // Runs scheduler.timesteps()[begin_index, end_index) from `latents` [B, C, h, w]. prompt_embeds [Bc, L, D],
+    // text_embeds [Bc, P], time_ids [Bc, n] with Bc = B (no guidance) or 2B = [negative..., positive...]
+    // (classifier-free guidance with guidance_scale, then guidance_rescale when > 0). generator may be null
+    // for deterministic schedulers.
+    static Denoiser create(const UNetModel& unet, const Scheduler& scheduler, const Tensor& latents,
+                           const Tensor& prompt_embeds, const Tensor& text_embeds, const Tensor& time_ids,
+                           int64_t begin_index, int64_t end_index, double guidance_scale, double guidance_rescale,
+                           Generator* generator);
+    bool done() const;
+    bool guided() const;
+    int64_t next_index() const;
+    int64_t begin_index() const;
+    int64_t end_index() const;
+    double timestep(int64_t index) const;  // the scheduler's timesteps()[index]
+    void step();                           // one step; CANCELLED after cancel()
+    void run();                            // all remaining steps
+    Tensor latents() const;                // the current latents (after the last step run)
+    void cancel();                         // thread-safe
+    bool cancelled() const;
+
+private:
+    Denoiser();
+    void* impl_;
+};
+
+// uncond + scale * (text - uncond), then diffusers' rescale_noise_cfg when rescale > 0 (exposed for tests).
+Tensor classifier_free_guidance(const Tensor& uncond, const Tensor& text, double scale, double rescale);
 
 // ---- ops (see native/src/ops/ops.h for the exact semantics; undefined Tensor = absent)
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b);

@@ -123,3 +123,13 @@ TensorList VaeModel::encode(const Tensor& image) const {
 }
 
 }  // namespace sdxl::api
+
+namespace sdxl::api {
+
+std::shared_ptr<const models::UNet2DConditionModel> HandleAccess::unet(const UNetModel& handle) {
+    auto& ptr = *static_cast<std::shared_ptr<models::UNet2DConditionModel>*>(handle.impl_);
+    if (!ptr) fail(sdxl::ErrorCode::INVALID_ARGUMENT, "UNet handle is empty");
+    return ptr;
+}
+
+}  // namespace sdxl::api

@@ -92,3 +92,13 @@ int64_t Scheduler::begin_index_for_denoising_start(double denoising_start) const
 }
 
 }  // namespace sdxl::api
+
+namespace sdxl::api {
+
+std::shared_ptr<schedulers::Scheduler> HandleAccess::scheduler(const Scheduler& handle) {
+    Ptr& s = *static_cast<Ptr*>(handle.impl_);
+    if (!s) fail(sdxl::ErrorCode::INVALID_ARGUMENT, "scheduler handle is empty");
+    return s;
+}
+
+}  // namespace sdxl::api

@@ -56,6 +56,14 @@ public final class UNet2DConditionModel implements AutoCloseable {
      * @param textEmbeds          pooled prompt embedding [B, P]
      * @param timeIds             [B, 6] (base: original size, crop, target size) or [B, 5] (refiner: ..., aesthetic score)
      */
+    /** The native handle, for calls into io.sdxl4j.nat (e.g. the pipeline's denoiser). Internal. */
+    public NativeUNetModel handle() {
+        if (handle == null) {
+            throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "UNet2DConditionModel is closed");
+        }
+        return handle;
+    }
+
     public Tensor forward(Tensor sample, Tensor timestep, Tensor encoderHiddenStates, Tensor textEmbeds, Tensor timeIds) {
         if (handle == null) {
             throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "UNet2DConditionModel is closed");

@@ -52,6 +52,11 @@ public final class Scheduler implements AutoCloseable {
         });
     }
 
+    /** The native handle, for calls into io.sdxl4j.nat (e.g. the pipeline's denoiser). Internal. */
+    public NativeScheduler handle() {
+        return h();
+    }
+
     private NativeScheduler h() {
         if (handle == null) {
             throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "scheduler is closed");

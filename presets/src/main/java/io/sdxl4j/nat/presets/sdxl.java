@@ -44,6 +44,9 @@ public class sdxl implements InfoMapper {
                 .put(new Info("sdxl::api::Scheduler").pointerTypes("NativeScheduler"))
                 .put(new Info("sdxl::api::SchedulerConfig").pointerTypes("NativeSchedulerConfig"))
                 .put(new Info("sdxl::api::Scheduler::operator =").skip())
+                .put(new Info("sdxl::api::Denoiser").pointerTypes("NativeDenoiser"))
+                .put(new Info("sdxl::api::Denoiser::operator =").skip())
+                .put(new Info("sdxl::api::HandleAccess").skip())
                 .put(new Info("sdxl::api::UNetConfig").pointerTypes("NativeUNetConfig"))
                 .put(new Info("sdxl::api::VaeConfig").pointerTypes("NativeVaeConfig"))
                 // Assignment operators would be exposed as put(); copies are made with the copy constructor.

@@ -1,0 +1,53 @@
+package io.sdxl4j;
+
+/**
+ * How a pipeline is loaded and where it runs (diffusers' {@code from_pretrained(variant=..., torch_dtype=...)},
+ * {@code .to(device)}, {@code enable_model_cpu_offload()}, {@code add_watermarker}). Immutable.
+ *
+ * @param variant        weight-file variant ("fp16": {@code diffusion_pytorch_model.fp16.safetensors}), or null
+ *                       for the plain files; falls back to the plain files where a component has no such variant
+ * @param device         where the models run
+ * @param dtype          the compute type; the CPU backend computes in F32 (fp16/bf16 weights are widened at load)
+ * @param watermark      apply diffusers' invisible watermark to decoded images (diffusers' default when
+ *                       invisible-watermark is installed); a request may override it
+ * @param cpuOffload     model-level offload: each component moves to the device only while it runs (a no-op on
+ *                       the CPU device)
+ */
+public record PipelineOptions(String variant, Device device, DType dtype, boolean watermark, boolean cpuOffload) {
+    public PipelineOptions {
+        if (device == null) {
+            device = Device.CPU;
+        }
+        if (dtype == null) {
+            dtype = DType.F32;
+        }
+        if (dtype == DType.I64) {
+            throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "dtype must be F32, F16 or BF16");
+        }
+    }
+
+    /** Plain weights, CPU, F32, watermark on, no offload. */
+    public static PipelineOptions defaults() {
+        return new PipelineOptions(null, Device.CPU, DType.F32, true, false);
+    }
+
+    public PipelineOptions withVariant(String v) {
+        return new PipelineOptions(v, device, dtype, watermark, cpuOffload);
+    }
+
+    public PipelineOptions withDevice(Device d) {
+        return new PipelineOptions(variant, d, dtype, watermark, cpuOffload);
+    }
+
+    public PipelineOptions withDtype(DType t) {
+        return new PipelineOptions(variant, device, t, watermark, cpuOffload);
+    }
+
+    public PipelineOptions withWatermark(boolean w) {
+        return new PipelineOptions(variant, device, dtype, w, cpuOffload);
+    }
+
+    public PipelineOptions withCpuOffload(boolean o) {
+        return new PipelineOptions(variant, device, dtype, watermark, o);
+    }
+}

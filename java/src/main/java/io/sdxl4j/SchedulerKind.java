@@ -1,0 +1,98 @@
+package io.sdxl4j;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/**
+ * The samplers people ask for by name, each a diffusers scheduler class plus config overrides applied on top of
+ * the model folder's scheduler_config.json (diffusers' {@code Cls.from_config(pipe.scheduler.config, **overrides)}).
+ * The names users bring from AUTOMATIC1111 / ComfyUI ("DPM++ 2M Karras", "dpmpp_2m") map to the same entries;
+ * see {@link #fromName}. All 14 classes of the SDXL pipeline's {@code compatibles} list are here.
+ */
+public enum SchedulerKind {
+    EULER("EulerDiscreteScheduler", Map.of(), "Euler", "euler"),
+    EULER_KARRAS("EulerDiscreteScheduler", Map.of("use_karras_sigmas", true), "Euler Karras", "euler_karras"),
+    EULER_A("EulerAncestralDiscreteScheduler", Map.of(), "Euler a", "euler_ancestral"),
+    HEUN("HeunDiscreteScheduler", Map.of(), "Heun", "heun"),
+    DPMPP_2M("DPMSolverMultistepScheduler", Map.of(), "DPM++ 2M", "dpmpp_2m"),
+    DPMPP_2M_KARRAS("DPMSolverMultistepScheduler", Map.of("use_karras_sigmas", true), "DPM++ 2M Karras", "dpmpp_2m_karras"),
+    DPMPP_2M_SDE("DPMSolverMultistepScheduler", Map.of("algorithm_type", "sde-dpmsolver++"), "DPM++ 2M SDE", "dpmpp_2m_sde"),
+    DPMPP_2M_SDE_KARRAS("DPMSolverMultistepScheduler", Map.of("algorithm_type", "sde-dpmsolver++", "use_karras_sigmas", true),
+            "DPM++ 2M SDE Karras", "dpmpp_2m_sde_karras"),
+    DPMPP_SDE("DPMSolverSDEScheduler", Map.of(), "DPM++ SDE", "dpmpp_sde"),
+    DPMPP_SDE_KARRAS("DPMSolverSDEScheduler", Map.of("use_karras_sigmas", true), "DPM++ SDE Karras", "dpmpp_sde_karras"),
+    DPM_SINGLESTEP("DPMSolverSinglestepScheduler", Map.of(), "DPM++ 2S", "dpmpp_2s"),
+    DPM2("KDPM2DiscreteScheduler", Map.of(), "DPM2", "dpm_2"),
+    DPM2_KARRAS("KDPM2DiscreteScheduler", Map.of("use_karras_sigmas", true), "DPM2 Karras", "dpm_2_karras"),
+    DPM2_A("KDPM2AncestralDiscreteScheduler", Map.of(), "DPM2 a", "dpm_2_ancestral"),
+    DPM2_A_KARRAS("KDPM2AncestralDiscreteScheduler", Map.of("use_karras_sigmas", true), "DPM2 a Karras", "dpm_2_ancestral_karras"),
+    LMS("LMSDiscreteScheduler", Map.of(), "LMS", "lms"),
+    LMS_KARRAS("LMSDiscreteScheduler", Map.of("use_karras_sigmas", true), "LMS Karras", "lms_karras"),
+    DDIM("DDIMScheduler", Map.of(), "DDIM", "ddim"),
+    PNDM("PNDMScheduler", Map.of(), "PLMS", "pndm"),
+    DDPM("DDPMScheduler", Map.of(), "DDPM", "ddpm"),
+    UNIPC("UniPCMultistepScheduler", Map.of(), "UniPC", "uni_pc"),
+    DEIS("DEISMultistepScheduler", Map.of(), "DEIS", "deis");
+
+    private final String diffusersClass;
+    private final Map<String, Object> overrides;
+    private final String a1111Name;
+    private final String comfyName;
+
+    SchedulerKind(String diffusersClass, Map<String, Object> overrides, String a1111Name, String comfyName) {
+        this.diffusersClass = diffusersClass;
+        this.overrides = overrides;
+        this.a1111Name = a1111Name;
+        this.comfyName = comfyName;
+    }
+
+    /** The diffusers class, e.g. "DPMSolverMultistepScheduler". */
+    public String diffusersClass() {
+        return diffusersClass;
+    }
+
+    /** Config keys set on top of the model's scheduler_config.json. */
+    public Map<String, Object> overrides() {
+        return overrides;
+    }
+
+    /** The sampler's name in AUTOMATIC1111's UI and infotext ("DPM++ 2M Karras"). */
+    public String displayName() {
+        return a1111Name;
+    }
+
+    /**
+     * Finds a kind by its enum name ("DPMPP_2M_KARRAS"), AUTOMATIC1111 name ("DPM++ 2M Karras"), ComfyUI sampler name
+     * ("dpmpp_2m" plus "_karras"), or diffusers class name ("HeunDiscreteScheduler": that class with no overrides).
+     * Case, spaces, dashes and underscores do not matter.
+     *
+     * @throws SdxlException INVALID_ARGUMENT listing the known names
+     */
+    public static SchedulerKind fromName(String name) {
+        if (name != null) {
+            String key = normalise(name);
+            for (SchedulerKind k : values()) {
+                if (key.equals(normalise(k.name())) || key.equals(normalise(k.a1111Name)) || key.equals(normalise(k.comfyName))) {
+                    return k;
+                }
+            }
+            for (SchedulerKind k : values()) {  // a class name: the first (plain) entry of that class
+                if (key.equals(normalise(k.diffusersClass))) {
+                    return k;
+                }
+            }
+        }
+        List<String> names = new ArrayList<>();
+        for (SchedulerKind k : values()) {
+            names.add(k.name().toLowerCase(Locale.ROOT));
+        }
+        throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "unknown scheduler \"" + name + "\"; use one of "
+                + String.join(", ", names) + ", an AUTOMATIC1111 sampler name such as \"DPM++ 2M Karras\", or a diffusers class name");
+    }
+
+    private static String normalise(String s) {
+        return s.toLowerCase(Locale.ROOT).replace("+", "p").replaceAll("[\\s_\\-]", "");
+    }
+}

@@ -1,0 +1,919 @@
+package io.sdxl4j;
+
+import io.sdxl4j.internal.Native;
+import io.sdxl4j.models.AutoencoderKL;
+import io.sdxl4j.models.ClipTextModel;
+import io.sdxl4j.models.ClipTextOutput;
+import io.sdxl4j.models.DiffusersFolder;
+import io.sdxl4j.models.LatentDistribution;
+import io.sdxl4j.models.UNet2DConditionModel;
+import io.sdxl4j.models.UNetConfig;
+import io.sdxl4j.nat.NativeDenoiser;
+import io.sdxl4j.schedulers.Scheduler;
+import io.sdxl4j.schedulers.SchedulerConfig;
+import io.sdxl4j.text.A1111Prompt;
+import io.sdxl4j.text.ClipTokenizer;
+import io.sdxl4j.text.Compel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.SecureRandom;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The machinery behind {@link StableDiffusionXL} and {@link Refiner}: diffusers 0.31's
+ * {@code StableDiffusionXLPipeline.__call__} and {@code StableDiffusionXLImg2ImgPipeline.__call__}, step for step
+ * (encode_prompt, _get_add_time_ids, prepare_latents, get_timesteps, the denoising loop in native code, decode,
+ * watermark, postprocess). Text and small arrays are handled here in Java; every model runs natively.
+ */
+final class SdxlEngine implements AutoCloseable {
+    /** One CLIP text encoder with its tokenizer; projection = CLIPTextModelWithProjection (gives the pooled vector). */
+    record Encoder(ClipTokenizer tokenizer, ClipTextModel model, boolean projection) {}
+
+    /** Text conditioning held in Java: embeds [batch, tokens, dim], pooled [batch, pooledDim]. */
+    record Cond(float[] embeds, int batch, int tokens, int dim, float[] pooled, int pooledDim) {}
+
+    final Path folder;
+    final boolean img2img;
+    final List<Encoder> encoders;       // base: text_encoder, text_encoder_2; refiner: text_encoder_2
+    final UNet2DConditionModel unet;
+    final AutoencoderKL vae;
+    final Path schedulerConfig;
+    final boolean forceZerosForEmptyPrompt;
+    final boolean requiresAestheticsScore;
+    final PipelineOptions options;
+    private final List<AutoCloseable> owned;
+    private volatile boolean closed;
+
+    private SdxlEngine(Path folder, boolean img2img, List<Encoder> encoders, UNet2DConditionModel unet, AutoencoderKL vae,
+                       Path schedulerConfig, boolean forceZeros, boolean requiresAesthetics, PipelineOptions options,
+                       List<AutoCloseable> owned) {
+        this.folder = folder;
+        this.img2img = img2img;
+        this.encoders = encoders;
+        this.unet = unet;
+        this.vae = vae;
+        this.schedulerConfig = schedulerConfig;
+        this.forceZerosForEmptyPrompt = forceZeros;
+        this.requiresAestheticsScore = requiresAesthetics;
+        this.options = options;
+        this.owned = owned;
+    }
+
+    // ============================================================================================== loading
+
+    /**
+     * Loads a diffusers SDXL folder. {@code shareFrom}: a loaded engine whose text_encoder_2 (with tokenizer_2) and
+     * VAE are used instead of loading this folder's (the seed's {@code text_encoder_2=base.text_encoder_2,
+     * vae=base.vae}); they stay owned by that engine.
+     */
+    static SdxlEngine load(Path folder, PipelineOptions options, boolean img2img, SdxlEngine shareFrom) {
+        checkDevice(options);
+        DiffusersFolder df = DiffusersFolder.open(folder);
+        List<AutoCloseable> owned = new ArrayList<>();
+        try {
+            String variant = variantOrNull(df, options.variant());
+            List<Encoder> encoders = new ArrayList<>();
+            if (df.componentClass("text_encoder").isPresent()) {
+                ClipTokenizer tok = ClipTokenizer.load(df.component("tokenizer", "CLIPTokenizer"));
+                ClipTextModel te = own(owned, df.textEncoder(variant));
+                encoders.add(new Encoder(tok, te, te.config().withProjection()));
+            }
+            Encoder second;
+            if (shareFrom != null) {
+                shareFrom.checkOpen();
+                second = shareFrom.encoders.get(shareFrom.encoders.size() - 1);
+            } else {
+                ClipTokenizer tok2 = ClipTokenizer.load(df.component("tokenizer_2", "CLIPTokenizer"));
+                ClipTextModel te2 = own(owned, df.textEncoder2(variant));
+                second = new Encoder(tok2, te2, te2.config().withProjection());
+            }
+            if (!second.projection()) {
+                throw new SdxlException(ErrorCode.BAD_MODEL_FILE, folder + ": text_encoder_2 must be a "
+                        + "CLIPTextModelWithProjection (SDXL takes its pooled output)");
+            }
+            encoders.add(second);
+            UNet2DConditionModel unet = own(owned, df.unet(variant));
+            AutoencoderKL vae = shareFrom != null ? shareFrom.vae : own(owned, df.vae(variant));
+            Path sched = df.component("scheduler").resolve("scheduler_config.json");
+            if (!Files.isRegularFile(sched)) {
+                throw new SdxlException(ErrorCode.NOT_FOUND, sched + " is missing");
+            }
+            boolean forceZeros = df.flag("force_zeros_for_empty_prompt", true);
+            boolean aesthetics = df.flag("requires_aesthetics_score", false);
+            return new SdxlEngine(folder, img2img, List.copyOf(encoders), unet, vae, sched, forceZeros, aesthetics,
+                    options, owned);
+        } catch (RuntimeException e) {
+            closeAll(owned);
+            throw e;
+        }
+    }
+
+    private static <T extends AutoCloseable> T own(List<AutoCloseable> owned, T t) {
+        owned.add(t);
+        return t;
+    }
+
+    // The variant's files where the UNet has them (as diffusers: a variant is all or nothing per component).
+    private static String variantOrNull(DiffusersFolder df, String variant) {
+        return variant == null || variant.isEmpty() ? null : variant;
+    }
+
+    private static void checkDevice(PipelineOptions options) {
+        if (options.device() == Device.CUDA) {
+            throw new SdxlException(ErrorCode.UNSUPPORTED, "the CUDA backend does not run whole models yet (this build: "
+                    + Sdxl4j.cudaStatus() + "); use Device.CPU");
+        }
+        if (options.dtype() != DType.F32) {
+            throw new SdxlException(ErrorCode.UNSUPPORTED, "the CPU backend computes in F32 (fp16/bf16 weight files are "
+                    + "widened when loaded: use the fp16 variant with dtype F32); " + options.dtype() + " needs CUDA");
+        }
+    }
+
+    void checkOpen() {
+        if (closed) {
+            throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "the pipeline is closed");
+        }
+    }
+
+    int defaultSize() {
+        return (int) unet.config().sampleSize() * 8;
+    }
+
+    int pooledDim() {
+        return (int) encoders.get(encoders.size() - 1).model().config().projectionDim();
+    }
+
+    // ============================================================================================== running
+
+    /** Sees the UNet's conditioning as built for the first step (tests compare it with diffusers'). */
+    interface ConditioningObserver {
+        void observe(Cond conditioning, float[] timeIds, int idsPerRow);
+    }
+
+    GenerationResult run(GenerationRequest r, Generator callerGenerator, StepCallback callback, CancellationToken cancel) {
+        return run(r, callerGenerator, callback, cancel, null);
+    }
+
+    /** text-to-image (base) or image-to-image (refiner), by this engine's kind. */
+    GenerationResult run(GenerationRequest r, Generator callerGenerator, StepCallback callback, CancellationToken cancel,
+                         ConditioningObserver observer) {
+        checkOpen();
+        long started = System.nanoTime();
+        CancellationToken token = cancel != null ? cancel : new CancellationToken();
+        Plan plan = validate(r);
+
+        // ---- text conditioning (encode_prompt), repeated for images per prompt
+        Cond[] pn = encodePrompts(r, plan);
+        token.throwIfCancelled("after encoding the prompts");
+        int n = r.imagesPerPrompt();
+        Cond pos = repeat(pn[0], n);
+        Cond neg = pn[1] == null ? null : repeat(pn[1], n);
+        int total = plan.batch * n;
+
+        Generator ownedGenerator = null;
+        long seed;
+        Generator g;
+        if (callerGenerator != null) {
+            g = callerGenerator;
+            seed = callerGenerator.initialSeed();
+        } else {
+            seed = r.seed() != null ? r.seed() : new SecureRandom().nextLong() & 0x7fffffffffffffffL;
+            ownedGenerator = Generator.seeded(seed);
+            g = ownedGenerator;
+        }
+        String schedulerName = r.scheduler() != null ? r.scheduler().displayName() : null;
+        try (Scheduler scheduler = Scheduler.create(schedulerConfig(r))) {
+            if (schedulerName == null) {
+                schedulerName = scheduler.config().className();
+            }
+            scheduler.setTimesteps(r.steps());
+            double[] all = scheduler.timesteps();
+            int begin = 0;
+            int end = all.length;
+            if (img2img) {
+                if (r.denoisingStart() != null) {
+                    begin = scheduler.beginIndexForDenoisingStart(r.denoisingStart());
+                } else {
+                    // get_timesteps: init_timestep = min(int(steps * strength), steps); t_start = steps - init_timestep
+                    int init = (int) Math.min((long) (r.steps() * r.strength()), r.steps());
+                    int tStart = Math.max(r.steps() - init, 0);
+                    begin = tStart * scheduler.order();
+                }
+                if (r.steps() - begin / Math.max(1, scheduler.order()) < 1 && r.denoisingStart() == null) {
+                    throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "strength " + r.strength() + " with "
+                            + r.steps() + " steps leaves no step to run; raise strength or steps");
+                }
+            }
+            if (r.denoisingEnd() != null) {
+                // ts >= round(N - end * N) among the remaining timesteps (diffusers' discrete_timestep_cutoff)
+                double cutoff = Math.rint(1000.0 - r.denoisingEnd() * 1000.0);
+                int keep = 0;
+                for (int i = begin; i < all.length; i++) {
+                    keep += all[i] >= cutoff ? 1 : 0;
+                }
+                end = begin + keep;
+            }
+            if (end <= begin) {
+                throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "no denoising step left: steps " + r.steps()
+                        + (r.denoisingStart() != null ? ", denoising_start " + r.denoisingStart() : "")
+                        + (r.denoisingEnd() != null ? ", denoising_end " + r.denoisingEnd() : "")
+                        + "; use more steps or wider fractions");
+            }
+
+            // ---- initial latents
+            float[] latents;
+            long[] latentShape;
+            if (img2img) {
+                latents = prepareImageLatents(r.image(), total, plan, scheduler, begin, r.denoisingStart() == null, g);
+                latentShape = new long[] {total, unet.config().inChannels(), plan.latentH, plan.latentW};
+            } else {
+                latentShape = new long[] {total, unet.config().inChannels(), plan.height / 8, plan.width / 8};
+                if (r.latents() != null) {
+                    latents = r.latents();
+                } else {
+                    try (Tensor noise = g.randn(latentShape)) {
+                        latents = noise.toFloatArray();
+                    }
+                }
+                float sigma = (float) scheduler.initNoiseSigma();
+                for (int i = 0; i < latents.length; i++) {
+                    latents[i] *= sigma;
+                }
+            }
+
+            // ---- UNet conditioning: [negative..., positive...] when guiding
+            boolean guided = r.guidanceScale() > 1.0;
+            float[][] timeIds = timeIds(r, plan);  // {positive, negative}
+            Cond cond = guided ? concatBatch(neg, pos) : pos;
+            float[] ids = img2img ? stackTimeIdsImg2Img(timeIds, total, guided) : stackTimeIdsBase(timeIds, total, guided);
+            int nIds = timeIds[0].length;
+            if (observer != null) {
+                observer.observe(cond, ids, nIds);
+            }
+
+            double[] used = Arrays.copyOfRange(all, begin, end);
+            float[] finalLatents;
+            try (Tensor lat = Tensor.of(latents, latentShape);
+                 Tensor pe = Tensor.of(cond.embeds, cond.batch, cond.tokens, cond.dim);
+                 Tensor te = Tensor.of(cond.pooled, cond.batch, cond.pooledDim);
+                 Tensor ti = Tensor.of(ids, cond.batch, nIds)) {
+                final int b0 = begin;
+                final int e0 = end;
+                NativeDenoiser d = Native.call(() -> NativeDenoiser.create(unet.handle(), scheduler.handle(), lat.handle(),
+                        pe.handle(), te.handle(), ti.handle(), b0, e0, r.guidanceScale(), r.guidanceRescale(), g.handle()));
+                try {
+                    for (int i = begin; i < end; i++) {
+                        token.throwIfCancelled("before step " + (i - begin + 1) + " of " + (end - begin));
+                        Native.run(d::step);
+                        if (callback != null) {
+                            final NativeDenoiser dd = d;
+                            callback.onStep(new StepInfo(i - begin + 1, end - begin, i, all[i], System.nanoTime() - started,
+                                    () -> Native.call(() -> {
+                                        try (Tensor t = Tensor.wrap(dd.latents())) {
+                                            return t.toFloatArray();
+                                        }
+                                    })));
+                        }
+                    }
+                    try (Tensor t = Native.call(() -> Tensor.wrap(d.latents()))) {
+                        finalLatents = t.toFloatArray();
+                    }
+                } finally {
+                    d.close();
+                }
+            }
+
+            if (r.output() == GenerationRequest.Output.LATENT) {
+                return new GenerationResult(finalLatents, latentShape, null, plan.height, plan.width, seed, used, schedulerName);
+            }
+            token.throwIfCancelled("before decoding");
+            float[] pixels = decode(finalLatents, latentShape, plan, r);
+            return new GenerationResult(finalLatents, latentShape, pixels, plan.height, plan.width, seed, used, schedulerName);
+        } finally {
+            if (ownedGenerator != null) {
+                ownedGenerator.close();
+            }
+        }
+    }
+
+    // ============================================================================================== checks
+
+    /** What validation derives from a request. */
+    private static final class Plan {
+        int batch;
+        int height, width;      // output pixels
+        int latentH, latentW;   // img2img: the input's latent size
+        boolean watermark;
+    }
+
+    private Plan validate(GenerationRequest r) {
+        Plan p = new Plan();
+        if (r.steps() < 1 || r.steps() > 10000) {
+            throw bad("steps must be between 1 and 10000, got " + r.steps());
+        }
+        if (!Double.isFinite(r.guidanceScale())) {
+            throw bad("guidance scale must be a finite number, got " + r.guidanceScale());
+        }
+        if (!(r.guidanceRescale() >= 0.0 && r.guidanceRescale() <= 1.0)) {
+            throw bad("guidance rescale must be in [0, 1], got " + r.guidanceRescale());
+        }
+        if (r.imagesPerPrompt() < 1 || r.imagesPerPrompt() > 64) {
+            throw bad("images per prompt must be between 1 and 64, got " + r.imagesPerPrompt());
+        }
+        checkFraction("denoising end", r.denoisingEnd());
+        // ---- prompts
+        if (r.prompt() != null && r.embeddings() != null) {
+            throw bad("give either prompts or precomputed embeddings, not both");
+        }
+        if (r.prompt() == null && r.embeddings() == null) {
+            throw bad("no prompt: give a prompt (it may be \"\") or precomputed embeddings");
+        }
+        if (r.prompt() != null) {
+            if (r.prompt().isEmpty() || r.prompt().stream().anyMatch(s -> s == null)) {
+                throw bad("the prompt list is empty or contains null");
+            }
+            p.batch = r.prompt().size();
+            checkList("prompt_2", r.prompt2(), p.batch, false);
+        } else {
+            if (r.prompt2() != null) {
+                throw bad("prompt_2 given with precomputed embeddings; encode it into the embeddings instead");
+            }
+            long[] s = r.embeddings().promptEmbeds().shape();
+            if (s.length != 3) {
+                throw bad("prompt embeddings must be [batch, tokens, features], got " + Arrays.toString(s));
+            }
+            p.batch = (int) s[0];
+        }
+        checkList("negative prompt", r.negativePrompt(), p.batch, true);
+        checkList("negative prompt_2", r.negativePrompt2(), p.batch, true);
+        if (r.embeddings() != null && r.negativePrompt() != null && r.embeddings().negativePromptEmbeds() != null) {
+            throw bad("give either a negative prompt or negative embeddings, not both");
+        }
+        if (r.syntax() == PromptSyntax.COMPEL && (r.prompt2() != null || r.negativePrompt2() != null)) {
+            throw bad("prompt_2 / negative prompt_2 are not used with the COMPEL syntax (compel encodes one prompt "
+                    + "with both text encoders); leave them unset");
+        }
+        // ---- sizes and the image
+        if (img2img) {
+            if (r.image() == null) {
+                throw bad("the refiner (img2img) needs an image: pixels in [0, 1] or the base's latents");
+            }
+            if (r.latents() != null) {
+                throw bad("initial latents are for text-to-image; give the refiner an image instead");
+            }
+            if (r.height() != null || r.width() != null) {
+                throw bad("the refiner's output size is the input image's; leave height and width unset");
+            }
+            if (r.denoisingStart() == null && !(r.strength() > 0.0 && r.strength() <= 1.0)) {
+                throw bad("strength must be in (0, 1], got " + r.strength());
+            }
+            checkFraction("denoising start", r.denoisingStart());
+            if (r.denoisingStart() != null && r.denoisingEnd() != null && r.denoisingStart() >= r.denoisingEnd()) {
+                throw bad("denoising start " + r.denoisingStart() + " must be below denoising end " + r.denoisingEnd());
+            }
+            ImageInput img = r.image();
+            long latentChannels = unet.config().inChannels();
+            if (img.isLatents()) {
+                if (img.channels() != latentChannels) {
+                    throw bad("image latents have " + img.channels() + " channels; this UNet takes " + latentChannels);
+                }
+                p.latentH = img.height();
+                p.latentW = img.width();
+            } else {
+                if (img.height() % 8 != 0 || img.width() % 8 != 0) {
+                    throw bad("image size " + img.height() + "x" + img.width() + " (height x width) must be a multiple "
+                            + "of 8; resize or crop it");
+                }
+                p.latentH = img.height() / 8;
+                p.latentW = img.width() / 8;
+            }
+            int total = p.batch * r.imagesPerPrompt();
+            if (total % img.batch() != 0 || img.batch() > total) {
+                throw bad("cannot share " + img.batch() + " input images among " + total + " outputs "
+                        + "(batch x images per prompt must be a multiple of the image count)");
+            }
+            p.height = p.latentH * 8;
+            p.width = p.latentW * 8;
+        } else {
+            if (r.image() != null || r.denoisingStart() != null) {
+                throw bad("image and denoising start are refiner (img2img) options; use Refiner for them");
+            }
+            p.height = r.height() != null ? r.height() : defaultSize();
+            p.width = r.width() != null ? r.width() : defaultSize();
+            if (p.height <= 0 || p.width <= 0 || p.height % 8 != 0 || p.width % 8 != 0) {
+                throw bad("height and width must be positive multiples of 8, got " + p.height + "x" + p.width);
+            }
+            if ((long) p.height * p.width > 8192L * 8192L) {
+                throw bad("image size " + p.height + "x" + p.width + " is larger than 8192x8192");
+            }
+            if (r.latents() != null) {
+                long need = (long) p.batch * r.imagesPerPrompt() * unet.config().inChannels() * (p.height / 8) * (p.width / 8);
+                if (r.latents().length != need) {
+                    throw bad("initial latents have " + r.latents().length + " values; [" + p.batch * r.imagesPerPrompt()
+                            + ", " + unet.config().inChannels() + ", " + p.height / 8 + ", " + p.width / 8 + "] needs " + need);
+                }
+            }
+        }
+        p.watermark = r.output() == GenerationRequest.Output.IMAGE
+                && (r.watermark() != null ? r.watermark() : options.watermark());
+        if (p.watermark) {
+            Watermarking.checkSize(p.height, p.width);
+        }
+        // the UNet's added conditioning must fit the time ids this pipeline builds
+        UNetConfig u = unet.config();
+        int nIds = img2img && requiresAestheticsScore ? 5 : 6;
+        long expected = u.additionTimeEmbedDim() * nIds + pooledDim();
+        if (expected != u.projectionClassEmbeddingsInputDim()) {
+            throw new SdxlException(ErrorCode.BAD_MODEL_FILE, folder + ": the UNet expects "
+                    + u.projectionClassEmbeddingsInputDim() + " added-condition features but " + nIds + " time ids give "
+                    + expected + (img2img ? " (check requires_aesthetics_score in model_index.json)"
+                    : " (is this a refiner? load it with Refiner)"));
+        }
+        return p;
+    }
+
+    private static void checkFraction(String name, Double f) {
+        if (f != null && !(f > 0.0 && f < 1.0)) {
+            throw bad(name + " must be in (0, 1), got " + f);
+        }
+    }
+
+    private static void checkList(String what, List<String> l, int batch, boolean broadcastOne) {
+        if (l == null) {
+            return;
+        }
+        if (l.stream().anyMatch(s -> s == null)) {
+            throw bad(what + " list contains null");
+        }
+        if (l.size() != batch && !(broadcastOne && l.size() == 1)) {
+            throw bad(l.size() + " " + what + "s for " + batch + " prompts; give one per prompt"
+                    + (broadcastOne ? " (or a single one for all)" : ""));
+        }
+    }
+
+    private static SdxlException bad(String message) {
+        return new SdxlException(ErrorCode.INVALID_ARGUMENT, message);
+    }
+
+    private SchedulerConfig schedulerConfig(GenerationRequest r) {
+        Map<String, Object> overrides = new LinkedHashMap<>();
+        if (r.scheduler() != null) {
+            overrides.putAll(r.scheduler().overrides());
+        }
+        overrides.putAll(r.schedulerOverrides());
+        if (r.eta() != 0.0) {
+            overrides.put("eta", r.eta());
+        }
+        return SchedulerConfig.fromConfig(r.scheduler() == null ? null : r.scheduler().diffusersClass(), schedulerConfig,
+                overrides);
+    }
+
+    // ============================================================================================== text
+
+    /** {positive, negative-or-null} for the prompt batch (before images-per-prompt repetition). */
+    private Cond[] encodePrompts(GenerationRequest r, Plan plan) {
+        boolean guided = r.guidanceScale() > 1.0;
+        int b = plan.batch;
+        Cond pos;
+        Cond neg = null;
+        if (r.embeddings() != null) {
+            PromptEmbeddings e = r.embeddings();
+            pos = fromTensors(e.promptEmbeds(), e.pooledPromptEmbeds(), "prompt");
+            if (guided && e.negativePromptEmbeds() != null) {
+                neg = fromTensors(e.negativePromptEmbeds(), e.negativePooledPromptEmbeds(), "negative prompt");
+                if (neg.batch != pos.batch || neg.tokens != pos.tokens || neg.dim != pos.dim) {
+                    throw bad("negative embeddings [" + neg.batch + ", " + neg.tokens + ", " + neg.dim
+                            + "] must have the prompt embeddings' shape [" + pos.batch + ", " + pos.tokens + ", " + pos.dim + "]");
+                }
+            }
+        } else {
+            pos = encodeText(r.prompt(), r.prompt2() != null ? r.prompt2() : r.prompt(), r.syntax(), r.truncateLongPrompts());
+        }
+        if (guided && neg == null) {
+            boolean zeros = r.negativePrompt() == null && forceZerosForEmptyPrompt;
+            if (zeros) {
+                neg = new Cond(new float[pos.embeds.length], pos.batch, pos.tokens, pos.dim, new float[pos.pooled.length],
+                        pos.pooledDim);
+            } else {
+                List<String> n1 = broadcast(r.negativePrompt() != null ? r.negativePrompt() : List.of(""), b);
+                List<String> n2 = r.negativePrompt2() != null ? broadcast(r.negativePrompt2(), b) : n1;
+                neg = encodeText(n1, n2, r.syntax(), r.truncateLongPrompts());
+            }
+            if (neg.tokens != pos.tokens) {  // long prompts: pad both to the same number of 77-token chunks
+                Cond[] padded = padToSameLength(pos, neg, r);
+                pos = padded[0];
+                neg = padded[1];
+            }
+        }
+        checkConditioningWidth(pos);
+        return new Cond[] {pos, neg};
+    }
+
+    private void checkConditioningWidth(Cond c) {
+        long want = unet.config().crossAttentionDim();
+        if (c.dim != want) {
+            throw bad("prompt embeddings have " + c.dim + " features; this UNet's cross-attention takes " + want);
+        }
+        if (c.pooledDim != pooledDim()) {
+            throw bad("pooled embeddings have " + c.pooledDim + " features; expected " + pooledDim());
+        }
+    }
+
+    private static List<String> broadcast(List<String> l, int b) {
+        if (l.size() == b) {
+            return l;
+        }
+        List<String> out = new ArrayList<>();
+        for (int i = 0; i < b; i++) {
+            out.add(l.get(0));
+        }
+        return out;
+    }
+
+    private static Cond fromTensors(Tensor embeds, Tensor pooled, String what) {
+        long[] s = embeds.shape();
+        long[] ps = pooled.shape();
+        if (s.length != 3 || ps.length != 2 || ps[0] != s[0]) {
+            throw bad(what + " embeddings must be [B, L, D] with pooled [B, P], got " + Arrays.toString(s) + " and "
+                    + Arrays.toString(ps));
+        }
+        return new Cond(embeds.toFloatArray(), (int) s[0], (int) s[1], (int) s[2], pooled.toFloatArray(), (int) ps[1]);
+    }
+
+    /**
+     * Encodes prompts with every text encoder (prompts1 for the first, prompts2 for text_encoder_2 of the base; the
+     * refiner's single encoder reads prompts1, as diffusers zips [prompt, prompt_2] with its one encoder).
+     */
+    private Cond encodeText(List<String> prompts1, List<String> prompts2, PromptSyntax syntax, boolean truncate) {
+        switch (syntax) {
+            case COMPEL:
+                return encodeCompel(prompts1, truncate);
+            case A1111:
+                return encodeA1111(prompts1, prompts2);
+            default:
+                return encodePlain(prompts1, prompts2);
+        }
+    }
+
+    /** diffusers encode_prompt: each encoder's hidden_states[-2] of the 77-token ids, concatenated on features. */
+    private Cond encodePlain(List<String> prompts1, List<String> prompts2) {
+        int b = prompts1.size();
+        List<float[]> parts = new ArrayList<>();
+        int[] dims = new int[encoders.size()];
+        float[] pooled = null;
+        for (int e = 0; e < encoders.size(); e++) {
+            Encoder enc = encoders.get(e);
+            List<String> prompts = e == 0 ? prompts1 : prompts2;
+            int len = enc.tokenizer().modelMaxLength();
+            long[] ids = new long[b * len];
+            for (int i = 0; i < b; i++) {
+                System.arraycopy(enc.tokenizer().inputIds(prompts.get(i)), 0, ids, i * len, len);
+            }
+            try (Tensor idsT = Tensor.ofLongs(ids, b, len); ClipTextOutput out = enc.model().forward(idsT)) {
+                parts.add(out.penultimate().toFloatArray());
+                dims[e] = (int) enc.model().config().hiddenSize();
+                if (enc.projection()) {
+                    pooled = out.pooled().toFloatArray();
+                }
+            }
+        }
+        int tokens = encoders.get(0).tokenizer().modelMaxLength();
+        return new Cond(concatFeatures(parts, dims, b * tokens), b, tokens, sum(dims), pooled, pooledDim());
+    }
+
+    private Cond encodeCompel(List<String> prompts, boolean truncate) {
+        List<Compel.TextEncoder> tes = new ArrayList<>();
+        for (Encoder e : encoders) {
+            tes.add(new Compel.TextEncoder(e.tokenizer(), e.model(), e.projection()));
+        }
+        try (Compel compel = new Compel(tes, truncate); Compel.Output out = compel.encode(prompts)) {
+            long[] s = out.conditioning().shape();
+            return new Cond(out.conditioning().toFloatArray(), (int) s[0], (int) s[1], (int) s[2],
+                    out.pooled().toFloatArray(), (int) out.pooled().shape()[1]);
+        }
+    }
+
+    /**
+     * AUTOMATIC1111's SDXL conditioning: per encoder, 77-token chunks (start + 75 + end) each encoded on its own,
+     * hidden_states[-2] weighted with restore-mean emphasis, chunks concatenated; the two encoders' results
+     * concatenated on features; pooled = text_encoder_2's output for the first chunk. Encoders that split a prompt
+     * into different numbers of chunks are padded with the empty chunk's encoding.
+     */
+    private Cond encodeA1111(List<String> prompts1, List<String> prompts2) {
+        int b = prompts1.size();
+        float[] pooledAll = new float[b * pooledDim()];
+        int[] dims = new int[encoders.size()];
+        int maxChunks = 1;
+        List<List<List<float[]>>> chunkStore = new ArrayList<>();  // [prompt][encoder][chunk] -> [77, dim]
+        for (int i = 0; i < b; i++) {
+            List<List<float[]>> encs = new ArrayList<>();
+            for (int e = 0; e < encoders.size(); e++) {
+                Encoder enc = encoders.get(e);
+                dims[e] = (int) enc.model().config().hiddenSize();
+                List<A1111Prompt.Chunk> chunks = A1111Prompt.chunks((e == 0 ? prompts1 : prompts2).get(i), enc.tokenizer());
+                List<float[]> encoded = new ArrayList<>();
+                for (int c = 0; c < chunks.size(); c++) {
+                    A1111Prompt.Chunk chunk = chunks.get(c);
+                    try (Tensor ids = Tensor.ofLongs(chunk.ids(), 1, chunk.ids().length);
+                         ClipTextOutput out = enc.model().forward(ids)) {
+                        float[] h = out.penultimate().toFloatArray();
+                        if (enc.projection() && c == 0) {
+                            System.arraycopy(out.pooled().toFloatArray(), 0, pooledAll, i * pooledDim(), pooledDim());
+                        }
+                        A1111Prompt.applyEmphasis(h, chunk.weights(), dims[e], true);
+                        encoded.add(h);
+                    }
+                }
+                maxChunks = Math.max(maxChunks, encoded.size());
+                encs.add(encoded);
+            }
+            chunkStore.add(encs);
+        }
+        int len = encoders.get(0).tokenizer().modelMaxLength();
+        int dim = sum(dims);
+        float[] out = new float[b * maxChunks * len * dim];
+        for (int i = 0; i < b; i++) {
+            for (int e = 0; e < encoders.size(); e++) {
+                List<float[]> encoded = chunkStore.get(i).get(e);
+                while (encoded.size() < maxChunks) {
+                    encoded.add(emptyChunk(e));
+                }
+                int off = 0;
+                for (int k = 0; k < e; k++) {
+                    off += dims[k];
+                }
+                for (int c = 0; c < maxChunks; c++) {
+                    float[] h = encoded.get(c);
+                    for (int t = 0; t < len; t++) {
+                        System.arraycopy(h, t * dims[e], out, ((i * maxChunks + c) * len + t) * dim + off, dims[e]);
+                    }
+                }
+            }
+        }
+        return new Cond(out, b, maxChunks * len, dim, pooledAll, pooledDim());
+    }
+
+    private float[] emptyChunk(int encoder) {
+        Encoder enc = encoders.get(encoder);
+        A1111Prompt.Chunk chunk = A1111Prompt.chunks("", enc.tokenizer()).get(0);
+        try (Tensor ids = Tensor.ofLongs(chunk.ids(), 1, chunk.ids().length); ClipTextOutput out = enc.model().forward(ids)) {
+            return out.penultimate().toFloatArray();
+        }
+    }
+
+    /** Pads the shorter conditioning with the empty prompt's 77-token encoding (compel's / A1111's padding). */
+    private Cond[] padToSameLength(Cond a, Cond b, GenerationRequest r) {
+        int tokens = Math.max(a.tokens, b.tokens);
+        Cond empty = encodeText(List.of(""), List.of(""), r.syntax() == PromptSyntax.PLAIN ? PromptSyntax.PLAIN : r.syntax(), true);
+        return new Cond[] {padWith(a, tokens, empty), padWith(b, tokens, empty)};
+    }
+
+    private static Cond padWith(Cond c, int tokens, Cond empty) {
+        if (c.tokens == tokens) {
+            return c;
+        }
+        if ((tokens - c.tokens) % empty.tokens != 0) {
+            throw bad("cannot pad conditioning of " + c.tokens + " tokens to " + tokens);
+        }
+        float[] out = new float[c.batch * tokens * c.dim];
+        for (int i = 0; i < c.batch; i++) {
+            System.arraycopy(c.embeds, i * c.tokens * c.dim, out, i * tokens * c.dim, c.tokens * c.dim);
+            for (int t = c.tokens; t < tokens; t += empty.tokens) {
+                System.arraycopy(empty.embeds, 0, out, (i * tokens + t) * c.dim, empty.tokens * c.dim);
+            }
+        }
+        return new Cond(out, c.batch, tokens, c.dim, c.pooled, c.pooledDim);
+    }
+
+    private static float[] concatFeatures(List<float[]> parts, int[] dims, int rows) {
+        int dim = sum(dims);
+        float[] out = new float[rows * dim];
+        int off = 0;
+        for (int e = 0; e < parts.size(); e++) {
+            float[] p = parts.get(e);
+            for (int row = 0; row < rows; row++) {
+                System.arraycopy(p, row * dims[e], out, row * dim + off, dims[e]);
+            }
+            off += dims[e];
+        }
+        return out;
+    }
+
+    private static int sum(int[] a) {
+        int s = 0;
+        for (int v : a) {
+            s += v;
+        }
+        return s;
+    }
+
+    /** Each batch item repeated n times in a row (diffusers' repeat(1, n, 1).view(b * n, ...)). */
+    private static Cond repeat(Cond c, int n) {
+        if (n == 1) {
+            return c;
+        }
+        int row = c.tokens * c.dim;
+        float[] e = new float[c.batch * n * row];
+        float[] p = new float[c.batch * n * c.pooledDim];
+        for (int i = 0; i < c.batch; i++) {
+            for (int k = 0; k < n; k++) {
+                System.arraycopy(c.embeds, i * row, e, (i * n + k) * row, row);
+                System.arraycopy(c.pooled, i * c.pooledDim, p, (i * n + k) * c.pooledDim, c.pooledDim);
+            }
+        }
+        return new Cond(e, c.batch * n, c.tokens, c.dim, p, c.pooledDim);
+    }
+
+    private static Cond concatBatch(Cond a, Cond b) {
+        float[] e = Arrays.copyOf(a.embeds, a.embeds.length + b.embeds.length);
+        System.arraycopy(b.embeds, 0, e, a.embeds.length, b.embeds.length);
+        float[] p = Arrays.copyOf(a.pooled, a.pooled.length + b.pooled.length);
+        System.arraycopy(b.pooled, 0, p, a.pooled.length, b.pooled.length);
+        return new Cond(e, a.batch + b.batch, a.tokens, a.dim, p, a.pooledDim);
+    }
+
+    // ============================================================================================== time ids
+
+    /**
+     * {positive, negative} time ids. Base: original_size + crops_coords_top_left + target_size; the negative ones
+     * only differ when both negative_original_size and negative_target_size are given. Refiner
+     * (requires_aesthetics_score): original_size + crops + (aesthetic_score,), negative with its own size, crops and
+     * score; without the flag: sizes as the base, the negative with the positive crops (as diffusers does).
+     */
+    private float[][] timeIds(GenerationRequest r, Plan p) {
+        int[] original = r.originalSize() != null ? r.originalSize() : new int[] {p.height, p.width};
+        int[] target = r.targetSize() != null ? r.targetSize() : new int[] {p.height, p.width};
+        int[] crops = r.cropsCoordsTopLeft();
+        int[] negCrops = r.negativeCropsCoordsTopLeft();
+        if (!img2img) {
+            float[] pos = ids(original, crops, target);
+            float[] neg = r.negativeOriginalSize() != null && r.negativeTargetSize() != null
+                    ? ids(r.negativeOriginalSize(), negCrops, r.negativeTargetSize()) : pos;
+            return new float[][] {pos, neg};
+        }
+        int[] negOriginal = r.negativeOriginalSize() != null ? r.negativeOriginalSize() : original;
+        int[] negTarget = r.negativeTargetSize() != null ? r.negativeTargetSize() : target;
+        if (requiresAestheticsScore) {
+            return new float[][] {
+                ids(original, crops, new int[0], (float) r.aestheticScore()),
+                ids(negOriginal, negCrops, new int[0], (float) r.negativeAestheticScore())};
+        }
+        return new float[][] {ids(original, crops, target), ids(negOriginal, crops, negTarget)};
+    }
+
+    private static float[] ids(int[] a, int[] b, int[] c, float... extra) {
+        float[] out = new float[a.length + b.length + c.length + extra.length];
+        int k = 0;
+        for (int v : a) {
+            out[k++] = v;
+        }
+        for (int v : b) {
+            out[k++] = v;
+        }
+        for (int v : c) {
+            out[k++] = v;
+        }
+        for (float v : extra) {
+            out[k++] = v;
+        }
+        return out;
+    }
+
+    /** Base: cat([neg, pos]).repeat(B*n, 1) when guiding: rows alternate negative, positive (as diffusers builds them). */
+    private static float[] stackTimeIdsBase(float[][] pn, int total, boolean guided) {
+        List<float[]> rows = new ArrayList<>();
+        for (int i = 0; i < total; i++) {
+            if (guided) {
+                rows.add(pn[1]);
+            }
+            rows.add(pn[0]);
+        }
+        return flatten(rows);
+    }
+
+    /** Refiner: cat([neg.repeat(B*n), pos.repeat(B*n)]) when guiding. */
+    private static float[] stackTimeIdsImg2Img(float[][] pn, int total, boolean guided) {
+        List<float[]> rows = new ArrayList<>();
+        if (guided) {
+            for (int i = 0; i < total; i++) {
+                rows.add(pn[1]);
+            }
+        }
+        for (int i = 0; i < total; i++) {
+            rows.add(pn[0]);
+        }
+        return flatten(rows);
+    }
+
+    private static float[] flatten(List<float[]> rows) {
+        int w = rows.get(0).length;
+        float[] out = new float[rows.size() * w];
+        for (int i = 0; i < rows.size(); i++) {
+            System.arraycopy(rows.get(i), 0, out, i * w, w);
+        }
+        return out;
+    }
+
+    // ============================================================================================== images
+
+    /**
+     * img2img prepare_latents: latents are used as they are; pixels are normalised to [-1, 1], encoded, sampled
+     * with the generator (before the noise draw) and scaled by scaling_factor; the batch is tiled to the output
+     * count; with addNoise (no denoising_start) scheduler.add_noise at the first timestep.
+     */
+    private float[] prepareImageLatents(ImageInput img, int total, Plan plan, Scheduler scheduler, int begin, boolean addNoise,
+                                        Generator g) {
+        float[] init;
+        if (img.isLatents()) {
+            init = img.data();
+        } else {
+            float[] px = img.data();
+            for (int i = 0; i < px.length; i++) {
+                px[i] = 2.0f * px[i] - 1.0f;  // VaeImageProcessor.normalize
+            }
+            try (Tensor image = Tensor.of(px, img.batch(), 3, img.height(), img.width());
+                 LatentDistribution dist = vae.encode(image);
+                 Tensor noise = g.randn(dist.mean().shape())) {
+                float[] mean = dist.mean().toFloatArray();
+                float[] std = dist.std().toFloatArray();
+                float[] eps = noise.toFloatArray();
+                float sf = (float) vae.config().scalingFactor();
+                init = new float[mean.length];
+                for (int i = 0; i < init.length; i++) {
+                    float sample = mean[i] + std[i] * eps[i];  // DiagonalGaussianDistribution.sample
+                    init[i] = sf * sample;
+                }
+            }
+        }
+        if (total > img.batch()) {  // torch.cat([init_latents] * (total // batch))
+            float[] tiled = new float[init.length * (total / img.batch())];
+            for (int k = 0; k < total / img.batch(); k++) {
+                System.arraycopy(init, 0, tiled, k * init.length, init.length);
+            }
+            init = tiled;
+        }
+        if (!addNoise) {
+            return init;
+        }
+        long[] shape = {total, unet.config().inChannels(), plan.latentH, plan.latentW};
+        try (Tensor original = Tensor.of(init, shape); Tensor noise = g.randn(shape);
+             Tensor noised = scheduler.addNoise(original, noise, begin)) {
+            return noised.toFloatArray();
+        }
+    }
+
+    /** latents / scaling_factor -> VAE decode -> watermark -> (x / 2 + 0.5).clamp(0, 1) as [N, H, W, 3]. */
+    private float[] decode(float[] latents, long[] shape, Plan plan, GenerationRequest r) {
+        float sf = (float) vae.config().scalingFactor();
+        float[] z = new float[latents.length];
+        for (int i = 0; i < z.length; i++) {
+            z[i] = latents[i] / sf;
+        }
+        float[] img;
+        try (Tensor zt = Tensor.of(z, shape); Tensor decoded = vae.decode(zt)) {
+            img = decoded.toFloatArray();
+        }
+        int n = (int) shape[0];
+        int h = plan.height, w = plan.width;
+        if (plan.watermark) {
+            img = Watermarking.apply(img, n, h, w);
+        }
+        float[] out = new float[img.length];
+        int plane = h * w;
+        for (int b = 0; b < n; b++) {
+            for (int c = 0; c < 3; c++) {
+                for (int i = 0; i < plane; i++) {
+                    float v = img[(b * 3 + c) * plane + i] / 2.0f + 0.5f;
+                    out[(b * plane + i) * 3 + c] = v < 0f ? 0f : (v > 1f ? 1f : v);  // NaN stays NaN
+                }
+            }
+        }
+        return out;
+    }
+
+    // ============================================================================================== lifetime
+
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        closeAll(owned);
+    }
+
+    private static void closeAll(List<AutoCloseable> list) {
+        for (int i = list.size() - 1; i >= 0; i--) {
+            try {
+                list.get(i).close();
+            } catch (Exception ignored) {
+                // closing native handles does not fail; keep closing the rest
+            }
+        }
+        list.clear();
+    }
+}

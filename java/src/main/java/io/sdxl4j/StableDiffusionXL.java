@@ -1,0 +1,100 @@
+package io.sdxl4j;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/**
+ * The SDXL base pipeline, diffusers' {@code StableDiffusionXLPipeline}: text to image, or to latents for the
+ * {@link Refiner} (ensemble of experts with {@code denoisingEnd}).
+ *
+ * <pre>{@code
+ * try (StableDiffusionXL base = StableDiffusionXL.load(Path.of("sdxl-base-1.0"))) {
+ *     GenerationResult r = base.generate(GenerationRequest.builder()
+ *             .prompt("Colorful Roaring Lion sitting on a victorian couch, flat icon, vector")
+ *             .negativePrompt("realistic, realism, photograph").steps(50).size(1024, 1024).seed(123).build());
+ *     ImageIO.write(r.image(0), "png", new File("lion.png"));
+ * }
+ * }</pre>
+ *
+ * A pipeline may be used from several threads; calls do not share mutable state (each makes its own scheduler).
+ */
+public final class StableDiffusionXL implements AutoCloseable {
+    private final SdxlEngine engine;
+
+    private StableDiffusionXL(SdxlEngine engine) {
+        this.engine = engine;
+    }
+
+    /** Loads a diffusers folder (model_index.json, unet/, vae/, text_encoder(_2)/, tokenizer(_2)/, scheduler/). */
+    public static StableDiffusionXL load(Path folder) {
+        return load(folder, PipelineOptions.defaults());
+    }
+
+    public static StableDiffusionXL load(Path folder, PipelineOptions options) {
+        Sdxl4j.load();
+        return new StableDiffusionXL(SdxlEngine.load(folder, options, false, null));
+    }
+
+    /**
+     * diffusers' {@code from_pretrained}: a local folder, or a Hugging Face repo id ("stabilityai/stable-diffusion-xl
+     * -base-1.0") found in the local hub cache (nothing is downloaded).
+     */
+    public static StableDiffusionXL fromPretrained(String pathOrRepoId, PipelineOptions options) {
+        return load(resolve(pathOrRepoId), options);
+    }
+
+    static Path resolve(String pathOrRepoId) {
+        Path p = Path.of(pathOrRepoId);
+        if (Files.isDirectory(p)) {
+            return p;
+        }
+        return p;  // HF_CACHE_WIRING
+    }
+
+    /** Generates with a fresh generator seeded from the request (a random seed when it has none). */
+    public GenerationResult generate(GenerationRequest request) {
+        return engine.run(request, null, null, null);
+    }
+
+    /**
+     * Generates drawing from {@code generator} (it keeps its stream position afterwards, so the same object can be
+     * handed to the refiner as in diffusers). {@code callback} and {@code cancel} may be null.
+     */
+    public GenerationResult generate(GenerationRequest request, Generator generator, StepCallback callback,
+                                     CancellationToken cancel) {
+        return engine.run(request, generator, callback, cancel);
+    }
+
+    /**
+     * Loads a refiner that shares this pipeline's text_encoder_2 and VAE (diffusers' {@code text_encoder_2=base
+     * .text_encoder_2, vae=base.vae}); they stay owned by this pipeline, so close the refiner first or together.
+     */
+    public Refiner loadRefiner(Path refinerFolder, PipelineOptions options) {
+        engine.checkOpen();
+        return new Refiner(SdxlEngine.load(refinerFolder, options, true, engine));
+    }
+
+    /** The folder this pipeline was loaded from. */
+    public Path folder() {
+        return engine.folder;
+    }
+
+    /** 1024 for SDXL (the UNet's sample_size x 8): the size used when a request gives none. */
+    public int defaultSize() {
+        return engine.defaultSize();
+    }
+
+    SdxlEngine engine() {
+        return engine;
+    }
+
+    <T extends StepCallback & SdxlEngine.ConditioningObserver> GenerationResult generate(GenerationRequest request,
+                                                                                         Generator generator, T recorder) {
+        return engine.run(request, generator, recorder, null, recorder);
+    }
+
+    @Override
+    public void close() {
+        engine.close();
+    }
+}
