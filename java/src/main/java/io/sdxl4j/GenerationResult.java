@@ -1,5 +1,6 @@
 package io.sdxl4j;
 
+import io.sdxl4j.images.Images;
 import java.awt.image.BufferedImage;
 import java.util.ArrayList;
 import java.util.List;
@@ -80,7 +81,8 @@ public final class GenerationResult {
         for (int y = 0; y < height; y++) {
             for (int x = 0; x < width; x++) {
                 int p = base + (y * width + x) * 3;
-                img.setRGB(x, y, (to8(pixels[p]) << 16) | (to8(pixels[p + 1]) << 8) | to8(pixels[p + 2]));
+                img.setRGB(x, y, (Images.toByte(pixels[p]) << 16) | (Images.toByte(pixels[p + 1]) << 8)
+                        | Images.toByte(pixels[p + 2]));
             }
         }
         return img;
@@ -113,13 +115,5 @@ public final class GenerationResult {
         if (pixels == null) {
             throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "this result holds latents only (Output.LATENT)");
         }
-    }
-
-    private static int to8(float v) {
-        float scaled = v * 255f;  // float32, as numpy multiplies a float32 array
-        if (!(scaled >= 0f)) {
-            return 0;  // NaN and negatives (values are clamped to [0, 1] before this)
-        }
-        return (int) Math.min(255.0, Math.rint(scaled));
     }
 }

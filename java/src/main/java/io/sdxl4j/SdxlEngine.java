@@ -1,5 +1,6 @@
 package io.sdxl4j;
 
+import io.sdxl4j.images.InvisibleWatermark;
 import io.sdxl4j.internal.Native;
 import io.sdxl4j.models.AutoencoderKL;
 import io.sdxl4j.models.ClipTextModel;
@@ -35,6 +36,8 @@ final class SdxlEngine implements AutoCloseable {
 
     /** Text conditioning held in Java: embeds [batch, tokens, dim], pooled [batch, pooledDim]. */
     record Cond(float[] embeds, int batch, int tokens, int dim, float[] pooled, int pooledDim) {}
+
+    private static final InvisibleWatermark WATERMARK = InvisibleWatermark.sdxl();
 
     final Path folder;
     final boolean img2img;
@@ -421,7 +424,7 @@ final class SdxlEngine implements AutoCloseable {
         p.watermark = r.output() == GenerationRequest.Output.IMAGE
                 && (r.watermark() != null ? r.watermark() : options.watermark());
         if (p.watermark) {
-            Watermarking.checkSize(p.height, p.width);
+            InvisibleWatermark.checkSize(p.height, p.width);
         }
         // the UNet's added conditioning must fit the time ids this pipeline builds
         UNetConfig u = unet.config();
@@ -880,7 +883,7 @@ final class SdxlEngine implements AutoCloseable {
         int n = (int) shape[0];
         int h = plan.height, w = plan.width;
         if (plan.watermark) {
-            img = Watermarking.apply(img, n, h, w);
+            img = WATERMARK.apply(img, n, h, w);
         }
         float[] out = new float[img.length];
         int plane = h * w;

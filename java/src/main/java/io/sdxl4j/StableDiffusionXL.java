@@ -1,6 +1,6 @@
 package io.sdxl4j;
 
-import java.nio.file.Files;
+import io.sdxl4j.models.HuggingFaceCache;
 import java.nio.file.Path;
 
 /**
@@ -44,11 +44,7 @@ public final class StableDiffusionXL implements AutoCloseable {
     }
 
     static Path resolve(String pathOrRepoId) {
-        Path p = Path.of(pathOrRepoId);
-        if (Files.isDirectory(p)) {
-            return p;
-        }
-        return p;  // HF_CACHE_WIRING
+        return HuggingFaceCache.fromEnvironment().resolveModelArgument(pathOrRepoId, null);
     }
 
     /** Generates with a fresh generator seeded from the request (a random seed when it has none). */
