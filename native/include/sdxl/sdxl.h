@@ -346,6 +346,9 @@ void set_num_threads(int n);
 bool cuda_compiled();
 bool cuda_available();
 std::string cuda_status();
+// Bytes held by tensors the core allocated on a device (memory-mapped weights not counted): a run that frees
+// everything returns this to where it was.
+int64_t live_allocated_bytes(int device);
 // Does nothing; lets benchmarks measure the cost of one JNI call.
 void noop();
 // Throws Error(code, message): lets tests check the C++ -> Java error path.

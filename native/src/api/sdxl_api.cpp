@@ -278,6 +278,11 @@ void set_num_threads(int n) {
 bool cuda_compiled() { return device::cuda_compiled(); }
 bool cuda_available() { return device::cuda_available(); }
 std::string cuda_status() { return device::cuda_status(); }
+int64_t live_allocated_bytes(int device) {
+    if (device != DEVICE_CPU && device != DEVICE_CUDA) fail(sdxl::ErrorCode::INVALID_ARGUMENT, "unknown device ", device);
+    return sdxl::Storage::live_allocated_bytes(device == DEVICE_CUDA ? sdxl::Device::CUDA : sdxl::Device::CPU);
+}
+
 void noop() {}
 void raise_error(int code, const std::string& message) {
     if (code < 1 || code > 8) fail(sdxl::ErrorCode::INVALID_ARGUMENT, "raise_error: unknown error code ", code);

@@ -1,3 +1,4 @@
+#include <atomic>
 #include "core/tensor.h"
 
 #include <algorithm>
@@ -64,16 +65,32 @@ Storage::~Storage() {
     if (release_) release_(data_);
 }
 
+namespace {
+// Bytes held by storages that allocate() made (not memory-mapped weights), per device: lets tests prove that a
+// run gives back everything it allocated.
+std::atomic<int64_t> g_live_bytes[2];
+}  // namespace
+
+int64_t Storage::live_allocated_bytes(Device device) { return g_live_bytes[device == Device::CUDA ? 1 : 0].load(); }
+
 std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
     if (device == Device::CUDA) {
         void* p = device::cuda_malloc(nbytes);
-        return std::make_shared<Storage>(p, nbytes, device, [](void* q) { device::cuda_free(q); });
+        g_live_bytes[1] += int64_t(nbytes);
+        return std::make_shared<Storage>(p, nbytes, device, [nbytes](void* q) {
+            device::cuda_free(q);
+            g_live_bytes[1] -= int64_t(nbytes);
+        });
     }
     // 64-byte alignment for SIMD; at least one byte so that empty tensors still have storage.
     size_t rounded = ((std::max<size_t>(nbytes, 1) + 63) / 64) * 64;
     void* p = std::aligned_alloc(64, rounded);
     if (!p) fail(ErrorCode::OUT_OF_MEMORY, "cannot allocate ", nbytes, " bytes of host memory");
-    return std::make_shared<Storage>(p, nbytes, device, [](void* q) { std::free(q); });
+    g_live_bytes[0] += int64_t(rounded);
+    return std::make_shared<Storage>(p, nbytes, device, [rounded](void* q) {
+        std::free(q);
+        g_live_bytes[0] -= int64_t(rounded);
+    });
 }
 
 // ---------------------------------------------------------------------------------------------- Tensor

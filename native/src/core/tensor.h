@@ -27,6 +27,8 @@ public:
     Storage& operator=(const Storage&) = delete;
 
     static std::shared_ptr<Storage> allocate(size_t nbytes, Device device);
+    // Bytes currently held by allocate()d storages on a device (memory-mapped weights are not counted).
+    static int64_t live_allocated_bytes(Device device);
 
     void* data() const { return data_; }
     size_t nbytes() const { return nbytes_; }

@@ -92,6 +92,27 @@ public enum SchedulerKind {
                 + String.join(", ", names) + ", an AUTOMATIC1111 sampler name such as \"DPM++ 2M Karras\", or a diffusers class name");
     }
 
+    /**
+     * The kind a scheduler config amounts to (its class with the most of a kind's overrides set to the same
+     * values), for display; null when no kind uses the class.
+     */
+    public static SchedulerKind describe(String className, Map<String, com.fasterxml.jackson.databind.JsonNode> config) {
+        SchedulerKind best = null;
+        int bestMatches = -1;
+        for (SchedulerKind k : values()) {
+            if (!k.diffusersClass.equals(className)) {
+                continue;
+            }
+            boolean all = k.overrides.entrySet().stream().allMatch(e -> config.containsKey(e.getKey())
+                    && config.get(e.getKey()).asText().equals(String.valueOf(e.getValue())));
+            if (all && k.overrides.size() > bestMatches) {
+                best = k;
+                bestMatches = k.overrides.size();
+            }
+        }
+        return best;
+    }
+
     private static String normalise(String s) {
         return s.toLowerCase(Locale.ROOT).replace("+", "p").replaceAll("[\\s_\\-]", "");
     }

@@ -47,6 +47,15 @@ public final class Sdxl4j {
         return Native.call(() -> sdxl.cuda_status().getString());
     }
 
+    /**
+     * Bytes held by tensors the native core allocated on a device (memory-mapped weights are not counted). A
+     * generation that releases everything leaves this where it was; used to check for leaks.
+     */
+    public static long liveAllocatedBytes(Device device) {
+        load();
+        return Native.call(() -> sdxl.live_allocated_bytes(device.code()));
+    }
+
     /** Threads the CPU backend uses. */
     public static int numThreads() {
         load();

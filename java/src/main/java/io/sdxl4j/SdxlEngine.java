@@ -78,11 +78,11 @@ final class SdxlEngine implements AutoCloseable {
         DiffusersFolder df = DiffusersFolder.open(folder);
         List<AutoCloseable> owned = new ArrayList<>();
         try {
-            String variant = variantOrNull(df, options.variant());
+            String variant = options.variant() == null || options.variant().isEmpty() ? null : options.variant();
             List<Encoder> encoders = new ArrayList<>();
             if (df.componentClass("text_encoder").isPresent()) {
                 ClipTokenizer tok = ClipTokenizer.load(df.component("tokenizer", "CLIPTokenizer"));
-                ClipTextModel te = own(owned, df.textEncoder(variant));
+                ClipTextModel te = own(owned, df.textEncoder(variantIn(df, "text_encoder", variant)));
                 encoders.add(new Encoder(tok, te, te.config().withProjection()));
             }
             Encoder second;
@@ -91,7 +91,7 @@ final class SdxlEngine implements AutoCloseable {
                 second = shareFrom.encoders.get(shareFrom.encoders.size() - 1);
             } else {
                 ClipTokenizer tok2 = ClipTokenizer.load(df.component("tokenizer_2", "CLIPTokenizer"));
-                ClipTextModel te2 = own(owned, df.textEncoder2(variant));
+                ClipTextModel te2 = own(owned, df.textEncoder2(variantIn(df, "text_encoder_2", variant)));
                 second = new Encoder(tok2, te2, te2.config().withProjection());
             }
             if (!second.projection()) {
@@ -99,8 +99,8 @@ final class SdxlEngine implements AutoCloseable {
                         + "CLIPTextModelWithProjection (SDXL takes its pooled output)");
             }
             encoders.add(second);
-            UNet2DConditionModel unet = own(owned, df.unet(variant));
-            AutoencoderKL vae = shareFrom != null ? shareFrom.vae : own(owned, df.vae(variant));
+            UNet2DConditionModel unet = own(owned, df.unet(variantIn(df, "unet", variant)));
+            AutoencoderKL vae = shareFrom != null ? shareFrom.vae : own(owned, df.vae(variantIn(df, "vae", variant)));
             Path sched = df.component("scheduler").resolve("scheduler_config.json");
             if (!Files.isRegularFile(sched)) {
                 throw new SdxlException(ErrorCode.NOT_FOUND, sched + " is missing");
@@ -120,9 +120,26 @@ final class SdxlEngine implements AutoCloseable {
         return t;
     }
 
-    // The variant's files where the UNet has them (as diffusers: a variant is all or nothing per component).
-    private static String variantOrNull(DiffusersFolder df, String variant) {
-        return variant == null || variant.isEmpty() ? null : variant;
+    /**
+     * The variant for one component: diffusers loads a component's plain files (with a warning) when it has no
+     * files of the requested variant; the same here.
+     */
+    private static String variantIn(DiffusersFolder df, String component, String variant) {
+        if (variant == null) {
+            return null;
+        }
+        Path dir = df.root().resolve(component);
+        String tag = "." + variant + ".";
+        try (var files = Files.list(dir)) {
+            if (files.anyMatch(f -> f.getFileName().toString().contains(tag))) {
+                return variant;
+            }
+        } catch (java.io.IOException e) {
+            return variant;  // let the loader report the folder problem
+        }
+        System.getLogger("io.sdxl4j").log(System.Logger.Level.INFO, component + " has no \"" + variant
+                + "\" weight files; loading its plain files, as diffusers does");
+        return null;
     }
 
     private static void checkDevice(PipelineOptions options) {
@@ -188,11 +205,9 @@ final class SdxlEngine implements AutoCloseable {
             ownedGenerator = Generator.seeded(seed);
             g = ownedGenerator;
         }
-        String schedulerName = r.scheduler() != null ? r.scheduler().displayName() : null;
         try (Scheduler scheduler = Scheduler.create(schedulerConfig(r))) {
-            if (schedulerName == null) {
-                schedulerName = scheduler.config().className();
-            }
+            SchedulerKind kind = SchedulerKind.describe(scheduler.config().className(), scheduler.config().values());
+            String schedulerName = kind != null ? kind.displayName() : scheduler.config().className();
             scheduler.setTimesteps(r.steps());
             double[] all = scheduler.timesteps();
             int begin = 0;

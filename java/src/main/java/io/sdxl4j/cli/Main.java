@@ -17,7 +17,7 @@ import picocli.CommandLine.Parameters;
 /** The sdxl4j command line. */
 @Command(name = "sdxl4j", mixinStandardHelpOptions = true, version = "sdxl4j 0.1.0",
         description = "Stable Diffusion XL for Java on a native C++/CUDA core.",
-        subcommands = {Main.Smoke.class, Main.Inspect.class, Main.Memory.class})
+        subcommands = {Generate.class, Main.Smoke.class, Main.Inspect.class, Main.Memory.class})
 public final class Main implements Callable<Integer> {
 
     public static void main(String[] args) {

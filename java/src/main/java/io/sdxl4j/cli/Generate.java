@@ -1,0 +1,290 @@
+package io.sdxl4j.cli;
+
+import io.sdxl4j.CancellationToken;
+import io.sdxl4j.DType;
+import io.sdxl4j.Device;
+import io.sdxl4j.ErrorCode;
+import io.sdxl4j.GenerationRequest;
+import io.sdxl4j.GenerationResult;
+import io.sdxl4j.Generator;
+import io.sdxl4j.ImageInput;
+import io.sdxl4j.PipelineOptions;
+import io.sdxl4j.PromptSyntax;
+import io.sdxl4j.Refiner;
+import io.sdxl4j.SchedulerKind;
+import io.sdxl4j.Sdxl4j;
+import io.sdxl4j.SdxlException;
+import io.sdxl4j.StableDiffusionXL;
+import io.sdxl4j.images.GenerationParameters;
+import io.sdxl4j.images.Images;
+import io.sdxl4j.models.HuggingFaceCache;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.SecureRandom;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/**
+ * {@code sdxl4j generate}: the seed walkthrough's calls from the command line. Text to image with the base model;
+ * with {@code --refiner} the ensemble of experts (base until {@code --high-noise-frac}, the refiner after it, one
+ * generator); with {@code --init-image} image to image (SDEdit with {@code --strength}) on the refiner, or on the
+ * base model when no refiner is given. Writes PNGs carrying AUTOMATIC1111's {@code parameters} text chunk.
+ */
+@Command(name = "generate", mixinStandardHelpOptions = true, sortOptions = false,
+        description = {"Generate images with Stable Diffusion XL (diffusers' StableDiffusionXLPipeline / Img2ImgPipeline).",
+            "With no --model and no SDXL in the Hugging Face cache, runs the small bundled test model (noise images)."})
+public final class Generate implements Callable<Integer> {
+    static final String DEFAULT_REPO = "stabilityai/stable-diffusion-xl-base-1.0";
+    static final String DEFAULT_PROMPT = "Colorful Roaring Lion sitting on a victorian couch, flat icon, vector";
+
+    @Option(names = {"-p", "--prompt"}, description = "the prompt (default: the seed walkthrough's lion)")
+    String prompt;
+    @Option(names = "--prompt-2", description = "prompt for text_encoder_2 (default: the prompt)")
+    String prompt2;
+    @Option(names = {"-n", "--negative-prompt"}, description = "what to avoid")
+    String negative;
+    @Option(names = "--negative-prompt-2", description = "negative prompt for text_encoder_2")
+    String negative2;
+    @Option(names = "--syntax", defaultValue = "plain", description = "prompt syntax: plain | compel | a1111 (default: ${DEFAULT-VALUE})")
+    String syntax;
+    @Option(names = "--no-truncate", description = "compel: encode long prompts in 75-token chunks instead of cutting at 77 tokens")
+    boolean noTruncate;
+    @Option(names = {"-s", "--steps"}, defaultValue = "50", description = "denoising steps (default: ${DEFAULT-VALUE})")
+    int steps;
+    @Option(names = {"-W", "--width"}, description = "width in pixels, a multiple of 8 (default: the model's, 1024 for SDXL)")
+    Integer width;
+    @Option(names = {"-H", "--height"}, description = "height in pixels, a multiple of 8 (default: the model's)")
+    Integer height;
+    @Option(names = "--seed", description = "seed of the torch-compatible generator (default: random)")
+    Long seed;
+    @Option(names = {"-g", "--guidance", "--cfg"}, defaultValue = "5.0", description = "guidance scale; 1 turns classifier-free guidance off (default: ${DEFAULT-VALUE})")
+    double guidance;
+    @Option(names = "--guidance-rescale", defaultValue = "0.0", description = "guidance rescale in [0, 1] (default: ${DEFAULT-VALUE})")
+    double guidanceRescale;
+    @Option(names = "--scheduler", description = "scheduler: euler, euler_a, heun, dpmpp_2m, \"DPM++ 2M Karras\", ddim, ... or a diffusers class (default: the model's)")
+    String scheduler;
+    @Option(names = "--images", defaultValue = "1", description = "images per prompt (default: ${DEFAULT-VALUE})")
+    int images;
+    @Option(names = {"-m", "--model"}, description = "base model: a diffusers folder or a Hugging Face repo id in the local cache (default: $SDXL4J_MODEL, then "
+            + DEFAULT_REPO + " in the cache, then the bundled test model)")
+    String model;
+    @Option(names = "--variant", description = "weight file variant, e.g. fp16")
+    String variant;
+    @Option(names = "--refiner", description = "refiner model (folder or repo id): base and refiner as an ensemble of experts, or the img2img model")
+    String refiner;
+    @Option(names = {"--high-noise-frac", "--denoising-end"}, defaultValue = "0.8", description = "with --refiner: the fraction of the schedule the base runs (default: ${DEFAULT-VALUE})")
+    double highNoiseFrac;
+    @Option(names = {"-i", "--init-image"}, description = "image to image: the input picture (PNG/JPEG)")
+    Path initImage;
+    @Option(names = "--strength", defaultValue = "0.3", description = "image to image: how much of the schedule runs, in (0, 1] (default: ${DEFAULT-VALUE})")
+    double strength;
+    @Option(names = "--aesthetic-score", defaultValue = "6.0", description = "refiner: aesthetic score (default: ${DEFAULT-VALUE})")
+    double aestheticScore;
+    @Option(names = "--negative-aesthetic-score", defaultValue = "2.5", description = "refiner: negative aesthetic score (default: ${DEFAULT-VALUE})")
+    double negativeAestheticScore;
+    @Option(names = "--watermark", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = "apply diffusers' invisible watermark (default: on; --no-watermark turns it off)")
+    boolean watermark;
+    @Option(names = {"-o", "--output"}, description = "output PNG (default: sdxl4j-<seed>.png; -1, -2, ... added for several images)")
+    Path output;
+    @Option(names = "--device", defaultValue = "cpu", description = "cpu | cuda (default: ${DEFAULT-VALUE})")
+    String device;
+    @Option(names = "--dtype", defaultValue = "fp32", description = "fp32 | fp16 | bf16 (default: ${DEFAULT-VALUE})")
+    String dtype;
+    @Option(names = "--cpu-offload", description = "model-level CPU offload (components on the device only while they run)")
+    boolean cpuOffload;
+    @Option(names = "--threads", description = "CPU threads (default: all cores)")
+    Integer threads;
+
+    private final PrintStream err = System.err;
+
+    @Override
+    public Integer call() {
+        Sdxl4j.load();
+        if (threads != null) {
+            Sdxl4j.setNumThreads(threads);
+        }
+        Path modelPath = resolveModel();
+        PipelineOptions options = new PipelineOptions(variant, device(device), dtype(dtype), watermark, cpuOffload);
+        long seedUsed = seed != null ? seed : new SecureRandom().nextLong() & 0x7fffffffffffffffL;
+        GenerationRequest request = request(seedUsed);
+        CancellationToken cancel = new CancellationToken();
+        Thread hook = new Thread(cancel::cancel);  // Ctrl-C: stop after the current step, release everything
+        Runtime.getRuntime().addShutdownHook(hook);
+        long t0 = System.nanoTime();
+        try (Generator g = Generator.seeded(seedUsed)) {
+            GenerationResult result;
+            String refinerLabel = null;
+            if (initImage != null) {
+                int[] hw = new int[2];
+                ImageInput image = ImageInput.pixels(Images.loadForImg2Img(initImage, hw), 1, hw[0], hw[1]);
+                Path img2imgModel = refiner != null ? resolve(refiner) : modelPath;
+                GenerationRequest r = withoutSize(request).toBuilder().image(image).strength(strength).aestheticScore(aestheticScore)
+                        .negativeAestheticScore(negativeAestheticScore).build();
+                try (Refiner pipe = Refiner.load(img2imgModel, options)) {
+                    result = pipe.generate(r, g, progress("img2img"), cancel);
+                }
+            } else if (refiner != null) {
+                try (StableDiffusionXL base = StableDiffusionXL.load(modelPath, options);
+                     Refiner ref = base.loadRefiner(resolve(refiner), options)) {
+                    GenerationResult latents = base.generate(request.toBuilder().denoisingEnd(highNoiseFrac)
+                            .output(GenerationRequest.Output.LATENT).build(), g, progress("base"), cancel);
+                    long[] s = latents.latentShape();
+                    GenerationRequest refine = withoutSize(request).toBuilder()
+                            .image(ImageInput.latents(latents.latents(), (int) s[0], (int) s[1], (int) s[2], (int) s[3]))
+                            .denoisingStart(highNoiseFrac).aestheticScore(aestheticScore)
+                            .negativeAestheticScore(negativeAestheticScore).build();
+                    result = ref.generate(refine, g, progress("refiner"), cancel);
+                    refinerLabel = ref.folder().getFileName().toString();
+                }
+            } else {
+                try (StableDiffusionXL base = StableDiffusionXL.load(modelPath, options)) {
+                    result = base.generate(request, g, progress("base"), cancel);
+                }
+            }
+            List<Path> written = write(result, request, modelPath, refinerLabel);
+            err.printf(Locale.ROOT, "%d image%s %dx%d in %.1f s (seed %d, %s)%n", result.count(), result.count() == 1 ? "" : "s",
+                    result.width(), result.height(), (System.nanoTime() - t0) / 1e9, seedUsed, result.schedulerName());
+            written.forEach(p -> System.out.println(p.toAbsolutePath()));
+            return 0;
+        } finally {
+            try {
+                Runtime.getRuntime().removeShutdownHook(hook);
+            } catch (IllegalStateException ignored) {
+                // already shutting down
+            }
+        }
+    }
+
+    private GenerationRequest request(long seedUsed) {
+        GenerationRequest.Builder b = GenerationRequest.builder()
+                .prompt(prompt != null ? prompt : DEFAULT_PROMPT).prompt2(prompt2).negativePrompt(negative).negativePrompt2(negative2)
+                .syntax(syntax(syntax)).truncateLongPrompts(!noTruncate).steps(steps).guidanceScale(guidance)
+                .guidanceRescale(guidanceRescale).imagesPerPrompt(images).seed(seedUsed);
+        if (width != null) {
+            b.width(width);
+        }
+        if (height != null) {
+            b.height(height);
+        }
+        if (scheduler != null) {
+            b.scheduler(SchedulerKind.fromName(scheduler));
+        }
+        return b.build();
+    }
+
+    // img2img / refiner calls take their size from the image
+    private static GenerationRequest withoutSize(GenerationRequest r) {
+        GenerationRequest.Builder b = GenerationRequest.builder().prompts(r.prompt()).prompts2(r.prompt2())
+                .negativePrompts(r.negativePrompt()).negativePrompts2(r.negativePrompt2()).syntax(r.syntax())
+                .truncateLongPrompts(r.truncateLongPrompts()).steps(r.steps()).guidanceScale(r.guidanceScale())
+                .guidanceRescale(r.guidanceRescale()).imagesPerPrompt(r.imagesPerPrompt()).seed(r.seed()).scheduler(r.scheduler());
+        return b.build();
+    }
+
+    /** A progress bar on stderr driven by the step callback. */
+    private static io.sdxl4j.StepCallback progress(String label) {
+        ProgressBar bar = new ProgressBar(label);
+        return step -> {
+            bar.step(step.step(), step.totalSteps());
+            if (step.step() == step.totalSteps()) {
+                bar.finish();
+            }
+        };
+    }
+
+    private List<Path> write(GenerationResult result, GenerationRequest r, Path modelPath, String refinerLabel) {
+        List<Path> out = new ArrayList<>();
+        Path base = output != null ? output : Path.of("sdxl4j-" + result.seed() + ".png");
+        for (int i = 0; i < result.count(); i++) {
+            Path file = result.count() == 1 ? base : suffixed(base, i + 1);
+            GenerationParameters.Builder p = GenerationParameters.builder().prompt(r.prompt().get(0))
+                    .negativePrompt(r.negativePrompt() == null ? "" : r.negativePrompt().get(0)).steps(r.steps())
+                    .sampler(result.schedulerName()).cfgScale(r.guidanceScale()).seed(result.seed())
+                    .size(result.width(), result.height()).model(modelPath.getFileName().toString())
+                    .version("sdxl4j " + Sdxl4j.version());
+            if (initImage != null) {
+                p.denoisingStrength(strength);
+            }
+            if (refinerLabel != null) {
+                p.refiner(refinerLabel).refinerSwitchAt(highNoiseFrac);
+            }
+            Map<String, String> text = new LinkedHashMap<>();
+            text.put("parameters", p.build().toInfotext());
+            Images.writePng(result.image(i), file, text);
+            out.add(file);
+        }
+        return out;
+    }
+
+    private static Path suffixed(Path p, int i) {
+        String name = p.getFileName().toString();
+        int dot = name.lastIndexOf('.');
+        String stem = dot > 0 ? name.substring(0, dot) : name;
+        String ext = dot > 0 ? name.substring(dot) : ".png";
+        return p.resolveSibling(stem + "-" + i + ext);
+    }
+
+    /** --model, else $SDXL4J_MODEL, else SDXL base in the Hugging Face cache, else the bundled test model. */
+    private Path resolveModel() {
+        if (model != null) {
+            return resolve(model);
+        }
+        String env = System.getenv("SDXL4J_MODEL");
+        if (env != null && !env.isBlank()) {
+            return resolve(env);
+        }
+        HuggingFaceCache cache = HuggingFaceCache.fromEnvironment();
+        try {
+            return cache.resolve(DEFAULT_REPO);
+        } catch (SdxlException notCached) {
+            // fall through to the bundled model
+        }
+        String bundled = System.getProperty("sdxl4j.bundledModel");
+        if (bundled == null || !Files.isDirectory(Path.of(bundled))) {
+            throw new SdxlException(ErrorCode.NOT_FOUND, "no SDXL model: give --model <folder or repo id>, set SDXL4J_MODEL, "
+                    + "or download it with: huggingface-cli download " + DEFAULT_REPO);
+        }
+        err.println("No SDXL model found (no --model, no $SDXL4J_MODEL, no " + DEFAULT_REPO + " in " + cache.root() + ").");
+        err.println("Running the small bundled TEST model: it has random weights, so it makes noise images.");
+        err.println("For real images point sdxl4j at SDXL 1.0 weights:  --model /path/to/stable-diffusion-xl-base-1.0");
+        err.println("  or download them once:  huggingface-cli download " + DEFAULT_REPO);
+        return Path.of(bundled);
+    }
+
+    private static Path resolve(String pathOrRepo) {
+        return HuggingFaceCache.fromEnvironment().resolveModelArgument(pathOrRepo, null);
+    }
+
+    static PromptSyntax syntax(String s) {
+        try {
+            return PromptSyntax.valueOf(s.toUpperCase(Locale.ROOT));
+        } catch (IllegalArgumentException e) {
+            throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "--syntax must be plain, compel or a1111, got " + s);
+        }
+    }
+
+    static Device device(String s) {
+        return switch (s.toLowerCase(Locale.ROOT)) {
+            case "cpu" -> Device.CPU;
+            case "cuda", "gpu" -> Device.CUDA;
+            default -> throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "--device must be cpu or cuda, got " + s);
+        };
+    }
+
+    static DType dtype(String s) {
+        return switch (s.toLowerCase(Locale.ROOT)) {
+            case "fp32", "float32", "f32" -> DType.F32;
+            case "fp16", "float16", "f16", "half" -> DType.F16;
+            case "bf16", "bfloat16" -> DType.BF16;
+            default -> throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "--dtype must be fp32, fp16 or bf16, got " + s);
+        };
+    }
+}
