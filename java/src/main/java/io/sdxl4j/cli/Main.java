@@ -108,6 +108,10 @@ public final class Main implements Callable<Integer> {
         @Option(names = "--random-unet", description = "build a UNet from this config.json with random weights")
         Path randomUnet;
 
+        @Option(names = "--generations", defaultValue = "0",
+                description = "with --model: run this many small generations in a row and report resident memory (VmRSS) as it goes")
+        int generations;
+
         @Override
         public Integer call() throws Exception {
             long before = peakRss();
@@ -120,6 +124,9 @@ public final class Main implements Callable<Integer> {
                      var vae = folder.vae(variant)) {
                     report("loaded " + model, before, t0);
                 }
+                if (generations > 0) {
+                    generations(model);
+                }
             }
             if (randomUnet != null) {
                 var config = io.sdxl4j.models.UNetConfig.read(randomUnet);
@@ -128,6 +135,38 @@ public final class Main implements Callable<Integer> {
                 }
             }
             return 0;
+        }
+
+        // Memory must stay flat over many requests: resident set and the native core's live allocations.
+        private void generations(Path folder) throws Exception {
+            try (io.sdxl4j.StableDiffusionXL pipe = io.sdxl4j.StableDiffusionXL.load(folder,
+                    io.sdxl4j.PipelineOptions.defaults().withVariant(variant))) {
+                io.sdxl4j.GenerationRequest r = io.sdxl4j.GenerationRequest.builder().prompt("a photo of a cat")
+                        .steps(4).seed(0L).build();
+                pipe.generate(r);
+                System.gc();
+                long first = rss();
+                long t0 = System.nanoTime();
+                for (int i = 1; i <= generations; i++) {
+                    pipe.generate(r.toBuilder().seed((long) i).build());
+                    if (i % Math.max(1, generations / 10) == 0 || i == generations) {
+                        System.out.printf("generation %4d: VmRSS %.1f MiB (%+.1f MiB since the first), Java heap committed %.1f MiB, "
+                                + "native live %d bytes%n", i, rss() / 1048576.0, (rss() - first) / 1048576.0,
+                                Runtime.getRuntime().totalMemory() / 1048576.0, io.sdxl4j.Sdxl4j.liveAllocatedBytes(io.sdxl4j.Device.CPU));
+                    }
+                }
+                System.out.printf("%d generations in %.1f s%n", generations, (System.nanoTime() - t0) / 1e9);
+            }
+        }
+
+        /** VmRSS of this process in bytes (Linux). */
+        static long rss() throws java.io.IOException {
+            for (String line : java.nio.file.Files.readAllLines(Path.of("/proc/self/status"))) {
+                if (line.startsWith("VmRSS:")) {
+                    return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024;
+                }
+            }
+            return -1;
         }
 
         private static void report(String what, long before, long t0) throws Exception {
