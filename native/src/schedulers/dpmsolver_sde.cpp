@@ -2,27 +2,40 @@
 // with tm the timestep of each step's log-midpoint sigma (float64, not cast to float32), sigmas
 // [s0, s1, s1, ..., s_{n-1}, s_{n-1}, 0], two evaluations per step.
 //
-// NOT BIT-EXACT: diffusers draws the SDE noise from torchsde.BrownianTree(entropy=noise_sampler_seed), whose
-// values come from numpy SeedSequence-seeded torch generators along a halfway binary tree over [sigma_min,
-// sigma_max]; that is not reproduced here. Instead the noise is an exact-in-law substitute: a Brownian motion
-// W(sigma) sampled lazily by Brownian-bridge refinement (W(sigma_min) = 0, W(sigma_max) ~ N(0, sigma_max -
-// sigma_min), each new point conditioned on its two sampled neighbours), with the N(0, 1) draws taken from
-// sdxl::Generator(noise_sampler_seed) (torch.randn-compatible) or, when noise_sampler_seed is unset, from the
-// step's NoiseFn. The sampler returns (W(b) - W(a)) / sqrt(|b - a|) like diffusers' BrownianTreeNoiseSampler, so
-// the two halves of a step see consistently correlated noise. Everything else (schedule, midpoint sigmas, the
-// float32 update) follows diffusers operation by operation; with the noise term removed the update matches.
+// Noise, with noise_sampler_seed set: diffusers' BrownianTreeNoiseSampler, reproduced value for value.
+// BatchedBrownianTree(x, sigma_min, sigma_max, seed) builds torchsde.BrownianTree(t0, zeros_like(x), t1,
+// entropy=seed) over [min positive sigma, max sigma] (float32 sigmas as Python floats) on the first step;
+// each stochastic step asks noise(sigma_from, sigma_to) = tree(sort(from, to)) * (sign product) /
+// sqrt(|to - from|) (float32). The tree itself (SeedSequence-seeded torch generators on a halfway binary
+// tree, tol 1e-6, pool_size 24) is schedulers/brownian_tree.{h,cpp}. Checked free-running against diffusers
+// 0.31 + torchsde 0.2.6 by SchedulerReferenceTest (dpmpp_sde_*).
+//
+// Without noise_sampler_seed, diffusers seeds the tree with torch.randint(0, 2**63 - 1, []) from torch's
+// GLOBAL generator, which no caller can reproduce; then sdxl4j uses an exact-in-law substitute: a Brownian
+// motion W(sigma) sampled lazily by Brownian-bridge refinement (W(sigma_min) = 0, W(sigma_max) ~ N(0,
+// sigma_max - sigma_min), each new point conditioned on its two sampled neighbours), with the N(0, 1) draws
+// taken from the step's NoiseFn, returning (W(b) - W(a)) / sqrt(|b - a|) like the sampler, so the two halves
+// of a step see consistently correlated noise. Everything else (schedule, midpoint sigmas, the float32
+// update) follows diffusers operation by operation.
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <memory>
+#include <utility>
 
-#include "core/random.h"
+#include "schedulers/brownian_tree.h"
 #include "schedulers/k_sigmas.h"
+#include "schedulers/simd_log.h"
 
 namespace sdxl::schedulers {
 namespace {
 
-inline float logf32(float x) { return float(std::log(double(x))); }
-inline float expf32(float x) { return float(std::exp(double(x))); }
+// torch's float32 log / exp on CPU tensors (here 0-dim) are SLEEF's u10 kernels, not correctly rounded; one ulp
+// of sigma_fn(t) moves the noise's sqrt(|dt|) and the update, so they are emulated (simd_log.h). expm1
+// (Sleef_expm1f8_u10) is taken as the correctly rounded value, which gives the same float in every step of
+// the reference cases.
+inline float logf32(float x) { return simdlog::sleef_logf(x); }
+inline float expf32(float x) { return simdlog::sleef_expf(x); }
 inline float expm1f32(float x) { return float(std::expm1(double(x))); }
 
 class DPMSolverSDE : public Scheduler {
@@ -77,7 +90,7 @@ public:
         stored_ = Tensor();
         mid_point_sigma_ = 0.0f;
         path_.clear();
-        gen_.reset();
+        tree_.reset();
     }
 
     double init_noise_sigma() const override { return ksig::init_noise_sigma(sig32_, common_.timestep_spacing); }
@@ -143,15 +156,10 @@ public:
 
 private:
     std::vector<float> draw(const Shape& shape, const NoiseFn& noise) {
-        Tensor z;
-        if (gen_) {
-            z = gen_->randn(shape);
-        } else {
-            if (!noise)
-                fail(ErrorCode::INVALID_ARGUMENT, config_.class_name,
-                     ": step needs noise_sampler_seed or a noise generator");
-            z = noise(shape).contiguous();
-        }
+        if (!noise)
+            fail(ErrorCode::INVALID_ARGUMENT, config_.class_name,
+                 ": step needs noise_sampler_seed or a noise generator");
+        const Tensor z = noise(shape).contiguous();
         if (z.dtype() != DType::F32 || shape_numel(z.shape()) != shape_numel(shape))
             fail(ErrorCode::INVALID_ARGUMENT, config_.class_name, ": noise generator returned ", z.describe());
         const float* p = z.data<float>();
@@ -175,9 +183,43 @@ private:
         return path_.emplace(s, std::move(w)).first->second;
     }
 
+    // BatchedBrownianTree.sort: (a, b, 1) if a < b else (b, a, -1)
+    static void sort_pair(float& a, float& b, int& sign) {
+        if (a < b) {
+            sign = 1;
+        } else {
+            std::swap(a, b);
+            sign = -1;
+        }
+    }
+
+    // BrownianTreeNoiseSampler(sample, sigma_min, sigma_max, noise_sampler_seed)(from, to), float32.
+    std::vector<float> tree_noise(const Shape& shape, float from, float to) {
+        if (!tree_) {
+            float smin = 0.0f, smax = 0.0f;
+            bool any = false;
+            for (float s : sig32_) {  // sigmas[sigmas > 0].min(), sigmas.max()
+                if (s > 0 && (!any || s < smin)) smin = s, any = true;
+                smax = std::max(smax, s);
+            }
+            sort_pair(smin, smax, tree_sign_);
+            tree_ = std::make_unique<TorchsdeBrownianTree>(double(smin), double(smax), shape, uint64_t(seed_));
+        }
+        if (shape_numel(shape) != tree_->numel())
+            fail(ErrorCode::INVALID_ARGUMENT, config_.class_name, ": sample size changed between steps");
+        float a = from, b = to;
+        int sign = 1;
+        sort_pair(a, b, sign);
+        std::vector<float> w = tree_->increment(double(a), double(b));
+        const float s = float(tree_sign_ * sign);
+        const float d = std::sqrt(std::fabs(to - from));  // (t1 - t0).abs().sqrt()
+        for (float& v : w) v = (v * s) / d;
+        return w;
+    }
+
     std::vector<float> brownian_noise(const Shape& shape, float from, float to, const NoiseFn& noise) {
+        if (seed_ >= 0) return tree_noise(shape, from, to);
         if (path_.empty()) {
-            if (seed_ >= 0) gen_ = std::make_unique<Generator>(uint64_t(seed_));
             float smin = 0.0f, smax = 0.0f;
             bool any = false;
             for (float s : sig32_) {
@@ -206,8 +248,9 @@ private:
     std::vector<float> sig32_;
     Tensor stored_;
     float mid_point_sigma_ = 0.0f;
-    std::map<double, std::vector<double>> path_;
-    std::unique_ptr<Generator> gen_;
+    std::map<double, std::vector<double>> path_;    // substitute (no noise_sampler_seed)
+    std::unique_ptr<TorchsdeBrownianTree> tree_;    // noise_sampler_seed set
+    int tree_sign_ = 1;
 };
 
 }  // namespace

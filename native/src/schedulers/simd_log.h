@@ -6,6 +6,9 @@
 //                Horner steps, one division, then exponent * ln2 added with one more FMA.
 //  * sleef_logf: SLEEF's Sleef_logf8_u10 (xlogf_u1, AVX2 build with FMA) behind torch's Vectorized<float>::log:
 //                double-float (two-float) evaluation of 2 * atanh((m - 1) / (m + 1)) plus e * ln2.
+//  * sleef_expf: SLEEF's Sleef_expf8_u10 (xexpf, AVX2 build with FMA) behind torch's Vectorized<float>::exp,
+//                which torch uses even for a 0-dim float32 tensor (vml::vexp maps the partial vector):
+//                q = rint(d / ln2), Cody-Waite reduction by ln2 in two parts, a degree-6 polynomial, 2^q.
 //
 // Files in this folder are compiled with -ffp-contract=off, so each operator below rounds once, and the fused
 // steps of the SIMD code are written as std::fma.
@@ -133,6 +136,30 @@ inline float sleef_logf(float d) {
     if (d < 0.0f || std::isnan(d)) r = std::numeric_limits<float>::quiet_NaN();
     if (d == 0.0f) r = -std::numeric_limits<float>::infinity();
     return r;
+}
+
+// torch.exp on float32 CPU tensors (torch 1.13 / 2.x AVX2 kernels): Sleef_expf8_u10. Differs from the correctly
+// rounded expf by one ulp for some inputs (about 1 in 10).
+inline float sleef_expf(float d) {
+    const float r_ln2 = 1.442695040888963407359924681001892137426645954152985934135449406931f;
+    const float l2u = 0.693145751953125f, l2l = 1.428606765330187045e-06f;
+    const int32_t q = int32_t(std::nearbyint(d * r_ln2));  // vrint_vi2_vf: round to nearest even
+    float s = std::fma(float(q), -l2u, d);
+    s = std::fma(float(q), -l2l, s);
+    float u = 0.000198527617612853646278381f;
+    u = std::fma(u, s, 0.00139304355252534151077271f);
+    u = std::fma(u, s, 0.00833336077630519866943359f);
+    u = std::fma(u, s, 0.0416664853692054748535156f);
+    u = std::fma(u, s, 0.166666671633720397949219f);
+    u = std::fma(u, s, 0.5f);
+    u = 1.0f + std::fma(s * s, u, s);
+    // vldexp2: u * 2^(q >> 1) * 2^(q - (q >> 1))
+    auto pow2i = [](int32_t e) { return u2f(uint32_t(e + 0x7f) << 23); };
+    u = (u * pow2i(q >> 1)) * pow2i(q - (q >> 1));
+    if (d < -104.0f) u = 0.0f;
+    if (100.0f < d) u = std::numeric_limits<float>::infinity();
+    if (std::isnan(d)) u = d;
+    return u;
 }
 
 }  // namespace sdxl::schedulers::simdlog
