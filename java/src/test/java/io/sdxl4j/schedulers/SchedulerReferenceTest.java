@@ -26,11 +26,9 @@ import org.junit.jupiter.api.TestFactory;
  * cases check the denoising_end / denoising_start split. A class this build does not implement yet is
  * reported as skipped (never as passed).
  *
- * <p>One known difference, still checked as tightly as it can be: fractional timesteps (Karras sigmas mapped
- * back to t, KDPM2's interpolated steps, DPMSolverSDE) come from float32 logarithms computed by SIMD kernels
- * that are not correctly rounded; the schedulers emulate numpy's and SLEEF's, which makes all but one case
- * (kdpm2_n25, one ulp: probably torch's MKL log/exp) exact. They are checked to 1e-4; integer schedules must
- * match exactly. The trajectories match to 1e-5.
+ * <p>Fractional timesteps (Karras sigmas mapped back to t, KDPM2's interpolated steps, DPMSolverSDE) come from
+ * float32 log/exp computed by SIMD kernels that are not correctly rounded (numpy's AVX2 logf, SLEEF's
+ * logf_u10/expf_u10 in torch); the schedulers emulate those kernels, so these timesteps are exact too.
  *
  * <p>DPMSolverSDEScheduler (noise_sampler_seed 1234) runs free like the others: its noise is torchsde's
  * BrownianTree, which the native scheduler reproduces (numpy SeedSequence seeds, torch generators, the
@@ -68,22 +66,11 @@ class SchedulerReferenceTest {
         return ReferenceData.doubles(f.path(), name);
     }
 
-    /**
-     * Integer schedules exactly. Schedules with fractional timesteps (see the class comment) within 1e-4: one ulp
-     * of a float32 log-sigma (about 2e-7) moves t by up to ~5e-5 at the training table's log-sigma spacing.
-     */
+    /** Every timestep exactly, fractional ones included (see the class comment). */
     private static void assertTimesteps(String what, double[] expected, double[] actual) {
         assertEquals(expected.length, actual.length, what + ": count");
-        boolean integerSchedule = Arrays.stream(expected).allMatch(v -> v == Math.rint(v));
-        double worst = 0;
         for (int i = 0; i < expected.length; i++) {
-            double d = Math.abs(expected[i] - actual[i]);
-            worst = Math.max(worst, d);
-            assertTrue(integerSchedule ? d == 0 : d <= 1e-4, what + "[" + i + "]: " + actual[i] + " vs " + expected[i]
-                    + (integerSchedule ? " (integer schedule: must be exact)" : " (> 1e-4)"));
-        }
-        if (worst > 0) {
-            System.out.printf("[reference] %s: fractional timesteps differ by up to %.2g%n", what, worst);
+            assertEquals(expected[i], actual[i], 0.0, what + "[" + i + "]");
         }
     }
 
