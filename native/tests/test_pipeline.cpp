@@ -21,18 +21,8 @@ using namespace sdxl;
 
 namespace {
 
+using sdxl_test::expect_error;
 using sdxl_test::rnd;
-
-template <typename F>
-void expect_error(F&& f, ErrorCode code, const std::string& part) {
-    try {
-        f();
-        CHECK_MSG(false, "expected an error mentioning '" << part << "'");
-    } catch (const Error& e) {
-        CHECK_MSG(e.code() == code, "wrong code: " << e.what());
-        CHECK_MSG(e.message().find(part) != std::string::npos, "message lacks '" << part << "': " << e.what());
-    }
-}
 
 // A base-shaped 3-level UNet, small: channels (8, 16, 16), context 12, 6 time ids of 4 features + 6 pooled.
 api::UNetConfig tiny_base() {

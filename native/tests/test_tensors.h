@@ -2,6 +2,10 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+
+#include "check.h"
+#include "core/error.h"
 
 #include "core/tensor.h"
 
@@ -17,6 +21,18 @@ inline sdxl::Tensor rnd(const sdxl::Shape& shape, uint64_t seed, float lo = -1.0
         p[i] = lo + (hi - lo) * float((s >> 40) & 0xffffff) / float(1 << 24);
     }
     return t;
+}
+
+// Expects f() to throw sdxl::Error with `code` and a message containing `part`.
+template <typename F>
+void expect_error(F&& f, sdxl::ErrorCode code, const std::string& part) {
+    try {
+        f();
+        CHECK_MSG(false, "expected an error mentioning '" << part << "'");
+    } catch (const sdxl::Error& e) {
+        CHECK_MSG(e.code() == code, "wrong code: " << e.what());
+        CHECK_MSG(e.message().find(part) != std::string::npos, "message lacks '" << part << "': " << e.what());
+    }
 }
 
 }  // namespace sdxl_test

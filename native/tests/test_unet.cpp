@@ -22,6 +22,7 @@ using namespace sdxl;
 
 namespace {
 
+using sdxl_test::expect_error;
 using sdxl_test::rnd;
 
 Tensor scalar_i64(int64_t v) {
@@ -98,18 +99,6 @@ Inputs inputs(int64_t B, int64_t H, int64_t W, uint64_t seed, int64_t n_ids = 5)
     in.text_embeds = rnd({B, 6}, seed + 2);
     in.time_ids = rnd({B, n_ids}, seed + 3, 0.0f, 1024.0f);
     return in;
-}
-
-// Expects an sdxl::Error with `code` whose message contains `part`.
-template <typename F>
-void expect_error(F&& f, ErrorCode code, const std::string& part) {
-    try {
-        f();
-        CHECK_MSG(false, "expected an error mentioning '" << part << "'");
-    } catch (const Error& e) {
-        CHECK_MSG(e.code() == code, "wrong code: " << e.what());
-        CHECK_MSG(e.message().find(part) != std::string::npos, "message lacks '" << part << "': " << e.what());
-    }
 }
 
 // ------------------------------------------------------------------------------------------------------------
