@@ -6,6 +6,7 @@
 #include <string>
 
 #include "backends/cuda/cuda_check.cuh"
+#include "backends/cuda/cuda_context.cuh"
 #include "core/device.h"
 
 namespace sdxl::device {
@@ -77,3 +78,16 @@ void copy_device_to_device(void* dst, const void* src, size_t nbytes) {
 }
 
 }  // namespace sdxl::device
+
+namespace sdxl::cuda {
+
+cudaStream_t stream() {
+    static cudaStream_t s = [] {
+        cudaStream_t created = nullptr;
+        SDXL_CUDA_CHECK(cudaStreamCreate(&created));
+        return created;
+    }();
+    return s;
+}
+
+}  // namespace sdxl::cuda

@@ -1,6 +1,7 @@
 #include <cuda_runtime.h>
 
 #include "backends/cuda/cuda_check.cuh"
+#include "backends/cuda/cuda_context.cuh"
 #include "backends/cuda/cuda_elementwise.cuh"
 
 namespace sdxl::cuda {
@@ -47,22 +48,22 @@ __global__ void silu_kernel(const float* x, float* out, int64_t n) {
 void launch_binary(const BinaryParams& p, BinaryOp op) {
     if (p.numel == 0) return;
     switch (op) {
-        case BinaryOp::ADD: binary_kernel<BinaryOp::ADD><<<blocks_for(p.numel), kThreads>>>(p); break;
-        case BinaryOp::SUB: binary_kernel<BinaryOp::SUB><<<blocks_for(p.numel), kThreads>>>(p); break;
-        case BinaryOp::MUL: binary_kernel<BinaryOp::MUL><<<blocks_for(p.numel), kThreads>>>(p); break;
+        case BinaryOp::ADD: binary_kernel<BinaryOp::ADD><<<blocks_for(p.numel), kThreads, 0, stream()>>>(p); break;
+        case BinaryOp::SUB: binary_kernel<BinaryOp::SUB><<<blocks_for(p.numel), kThreads, 0, stream()>>>(p); break;
+        case BinaryOp::MUL: binary_kernel<BinaryOp::MUL><<<blocks_for(p.numel), kThreads, 0, stream()>>>(p); break;
     }
     SDXL_CUDA_CHECK(cudaGetLastError());
 }
 
 void launch_scale(const float* x, float* out, int64_t n, float alpha, float beta) {
     if (n == 0) return;
-    scale_kernel<<<blocks_for(n), kThreads>>>(x, out, n, alpha, beta);
+    scale_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(x, out, n, alpha, beta);
     SDXL_CUDA_CHECK(cudaGetLastError());
 }
 
 void launch_silu(const float* x, float* out, int64_t n) {
     if (n == 0) return;
-    silu_kernel<<<blocks_for(n), kThreads>>>(x, out, n);
+    silu_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(x, out, n);
     SDXL_CUDA_CHECK(cudaGetLastError());
 }
 

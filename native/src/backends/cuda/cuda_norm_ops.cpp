@@ -1,0 +1,9 @@
+// CUDA group_norm, layer_norm, softmax: not implemented yet; the entries stay null and ops/ reports UNSUPPORTED.
+#include "backends/backend.h"
+#include "backends/cuda/cuda_context.cuh"
+
+namespace sdxl::cuda {
+
+void register_norm_ops(Backend&) {}
+
+}  // namespace sdxl::cuda
