@@ -137,7 +137,9 @@ private:
 
 // ---- models. Built from a config and weight files (diffusers/transformers key names, bound strictly:
 // a missing, extra or mis-shaped tensor is BAD_MODEL_FILE naming the key), or from deterministic random
-// weights for shape and speed checks. F16/BF16 files are widened to F32 for the CPU backend.
+// weights for shape and speed checks, on a device in a compute dtype (the CPU: F32; F16/BF16 files are
+// widened). forward/decode/encode take inputs anywhere (moved and converted to the model's placement) and
+// return F32 CPU tensors.
 
 // CLIPTextModel / CLIPTextModelWithProjection.
 class ClipTextModel {
@@ -145,8 +147,13 @@ public:
     ClipTextModel(const ClipTextModel& other);
     ~ClipTextModel();
     ClipTextModel& operator=(const ClipTextModel& other);
-    static ClipTextModel load(const ClipTextConfig& config, const std::vector<std::string>& weight_files);
-    static ClipTextModel random(const ClipTextConfig& config, int64_t seed);
+    // device: DEVICE_CPU | DEVICE_CUDA; dtype: the compute type (the CPU computes in DTYPE_F32 only).
+    static ClipTextModel load(const ClipTextConfig& config, const std::vector<std::string>& weight_files,
+                              int device = DEVICE_CPU, int dtype = DTYPE_F32);
+    static ClipTextModel random(const ClipTextConfig& config, int64_t seed, int device = DEVICE_CPU,
+                                int dtype = DTYPE_F32);
+    int device() const;
+    int dtype() const;
     // input_ids [B, L] I64 -> [last_hidden_state, pooled (projected when with_projection),
     // hidden_states[0] (embeddings), ..., hidden_states[num_hidden_layers]].
     TensorList forward(const Tensor& input_ids) const;
@@ -165,8 +172,11 @@ public:
     UNetModel(const UNetModel& other);
     ~UNetModel();
     UNetModel& operator=(const UNetModel& other);
-    static UNetModel load(const UNetConfig& config, const std::vector<std::string>& weight_files);
-    static UNetModel random(const UNetConfig& config, int64_t seed);
+    static UNetModel load(const UNetConfig& config, const std::vector<std::string>& weight_files,
+                          int device = DEVICE_CPU, int dtype = DTYPE_F32);
+    static UNetModel random(const UNetConfig& config, int64_t seed, int device = DEVICE_CPU, int dtype = DTYPE_F32);
+    int device() const;
+    int dtype() const;
     // sample [B, C, H, W], timestep 0-d or [B], encoder_hidden_states [B, L, D], text_embeds [B, P],
     // time_ids [B, 6 | 5] -> noise prediction [B, C, H, W].
     Tensor forward(const Tensor& sample, const Tensor& timestep, const Tensor& encoder_hidden_states,
@@ -184,8 +194,11 @@ public:
     VaeModel(const VaeModel& other);
     ~VaeModel();
     VaeModel& operator=(const VaeModel& other);
-    static VaeModel load(const VaeConfig& config, const std::vector<std::string>& weight_files);
-    static VaeModel random(const VaeConfig& config, int64_t seed);
+    static VaeModel load(const VaeConfig& config, const std::vector<std::string>& weight_files,
+                         int device = DEVICE_CPU, int dtype = DTYPE_F32);
+    static VaeModel random(const VaeConfig& config, int64_t seed, int device = DEVICE_CPU, int dtype = DTYPE_F32);
+    int device() const;
+    int dtype() const;
     // z = latents / scaling_factor [B, 4, h, w] -> image [B, 3, 8h, 8w]
     Tensor decode(const Tensor& z) const;
     // image [B, 3, H, W] in [-1, 1] -> [mean, logvar, std] of the latent distribution

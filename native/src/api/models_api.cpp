@@ -1,4 +1,6 @@
-// The model handles of sdxl.h: build from weight files (strict) or random weights, run forward.
+// The model handles of sdxl.h: build from weight files (strict) or random weights, on a device and in a
+// compute dtype; run forward. Inputs are moved to the model's placement here and outputs come back as F32 on
+// the CPU, so callers (Java, the native runners) never handle device tensors.
 #include <memory>
 
 #include "api/handles.h"
@@ -12,11 +14,39 @@ namespace sdxl::api {
 
 namespace {
 
+nn::Placement placement_of(int device, int dtype) {
+    if (device != DEVICE_CPU && device != DEVICE_CUDA)
+        fail(sdxl::ErrorCode::INVALID_ARGUMENT, "unknown device code ", device);
+    if (dtype != DTYPE_F32 && dtype != DTYPE_F16 && dtype != DTYPE_BF16)
+        fail(sdxl::ErrorCode::INVALID_ARGUMENT, "model dtype must be F32, F16 or BF16, got code ", dtype);
+    nn::Placement p;
+    p.device = device == DEVICE_CUDA ? sdxl::Device::CUDA : sdxl::Device::CPU;
+    p.dtype = dtype == DTYPE_F16 ? sdxl::DType::F16 : dtype == DTYPE_BF16 ? sdxl::DType::BF16 : sdxl::DType::F32;
+    return p;
+}
+
+// A floating input converted to the model's dtype (on the host while it is there) and moved to its device.
+sdxl::Tensor placed(const sdxl::Tensor& t, const nn::Placement& p) {
+    if (!t.defined()) return t;
+    sdxl::Tensor out = t;
+    if (out.dtype() != sdxl::DType::I64 && out.dtype() != p.dtype) out = out.to(p.dtype);
+    return out.to(p.device);
+}
+
+// Only moved (keeps its dtype): ids, timesteps, time ids, masks.
+sdxl::Tensor moved(const sdxl::Tensor& t, const nn::Placement& p) { return t.defined() ? t.to(p.device) : t; }
+
+// An output as F32 on the CPU.
+Tensor out_f32(const sdxl::Tensor& t) {
+    if (!t.defined()) return wrap(t);
+    return wrap(t.to(sdxl::Device::CPU).to(sdxl::DType::F32));
+}
+
 // Builds a model over weight files and checks that every tensor in them was used.
 template <typename Model, typename Config>
 std::shared_ptr<Model> build_from_files(const Config& config, const std::vector<std::string>& files,
-                                        const std::vector<std::string>& buffers) {
-    nn::WeightBuilder vb(nn::safetensors_source(files));
+                                        const std::vector<std::string>& buffers, const nn::Placement& placement) {
+    nn::WeightBuilder vb(nn::safetensors_source(files), placement);
     auto model = std::make_shared<Model>(config, vb);
     for (const auto& b : buffers) vb.skip(b);
     vb.check_all_used();
@@ -24,8 +54,8 @@ std::shared_ptr<Model> build_from_files(const Config& config, const std::vector<
 }
 
 template <typename Model, typename Config>
-std::shared_ptr<Model> build_random(const Config& config, int64_t seed) {
-    return std::make_shared<Model>(config, nn::WeightBuilder(nn::random_source(uint64_t(seed), 1.0f)));
+std::shared_ptr<Model> build_random(const Config& config, int64_t seed, const nn::Placement& placement) {
+    return std::make_shared<Model>(config, nn::WeightBuilder(nn::random_source(uint64_t(seed), 1.0f), placement));
 }
 
 template <typename Model>
@@ -33,6 +63,11 @@ const Model& get(void* p) {
     auto& ptr = *static_cast<std::shared_ptr<Model>*>(p);
     if (!ptr) fail(sdxl::ErrorCode::INVALID_ARGUMENT, "model handle is empty");
     return *ptr;
+}
+
+int device_code(const nn::Placement& p) { return p.device == sdxl::Device::CUDA ? DEVICE_CUDA : DEVICE_CPU; }
+int dtype_code(const nn::Placement& p) {
+    return p.dtype == sdxl::DType::F16 ? DTYPE_F16 : p.dtype == sdxl::DType::BF16 ? DTYPE_BF16 : DTYPE_F32;
 }
 
 }  // namespace
@@ -52,73 +87,93 @@ SDXL_MODEL_HANDLE(ClipTextModel, models::ClipTextModel)
 SDXL_MODEL_HANDLE(UNetModel, models::UNet2DConditionModel)
 SDXL_MODEL_HANDLE(VaeModel, models::AutoencoderKL)
 
-ClipTextModel ClipTextModel::load(const ClipTextConfig& config, const std::vector<std::string>& weight_files) {
+ClipTextModel ClipTextModel::load(const ClipTextConfig& config, const std::vector<std::string>& weight_files,
+                                  int device, int dtype) {
     ClipTextModel m;
     // position_ids is a registered buffer some exports save with the weights.
-    *static_cast<std::shared_ptr<models::ClipTextModel>*>(m.impl_) =
-        build_from_files<models::ClipTextModel>(config, weight_files, {"text_model.embeddings.position_ids"});
+    *static_cast<std::shared_ptr<models::ClipTextModel>*>(m.impl_) = build_from_files<models::ClipTextModel>(
+        config, weight_files, {"text_model.embeddings.position_ids"}, placement_of(device, dtype));
     return m;
 }
 
-ClipTextModel ClipTextModel::random(const ClipTextConfig& config, int64_t seed) {
+ClipTextModel ClipTextModel::random(const ClipTextConfig& config, int64_t seed, int device, int dtype) {
     ClipTextModel m;
-    *static_cast<std::shared_ptr<models::ClipTextModel>*>(m.impl_) = build_random<models::ClipTextModel>(config, seed);
+    *static_cast<std::shared_ptr<models::ClipTextModel>*>(m.impl_) =
+        build_random<models::ClipTextModel>(config, seed, placement_of(device, dtype));
     return m;
 }
+
+int ClipTextModel::device() const { return device_code(get<models::ClipTextModel>(impl_).placement()); }
+int ClipTextModel::dtype() const { return dtype_code(get<models::ClipTextModel>(impl_).placement()); }
 
 TensorList ClipTextModel::forward(const Tensor& input_ids) const { return forward_masked(input_ids, Tensor()); }
 
 TensorList ClipTextModel::forward_masked(const Tensor& input_ids, const Tensor& attention_mask) const {
-    models::ClipTextOutput out = get<models::ClipTextModel>(impl_).forward(core(input_ids), core(attention_mask));
+    const models::ClipTextModel& model = get<models::ClipTextModel>(impl_);
+    models::ClipTextOutput out = model.forward(core(input_ids), moved(core(attention_mask), model.placement()));
     TensorList list;
-    list.add(wrap(out.last_hidden_state));
-    list.add(wrap(out.pooled));
-    for (const auto& h : out.hidden_states) list.add(wrap(h));
+    list.add(out_f32(out.last_hidden_state));
+    list.add(out_f32(out.pooled));
+    for (const auto& h : out.hidden_states) list.add(out_f32(h));
     return list;
 }
 
-UNetModel UNetModel::load(const UNetConfig& config, const std::vector<std::string>& weight_files) {
+UNetModel UNetModel::load(const UNetConfig& config, const std::vector<std::string>& weight_files, int device,
+                          int dtype) {
     UNetModel m;
     *static_cast<std::shared_ptr<models::UNet2DConditionModel>*>(m.impl_) =
-        build_from_files<models::UNet2DConditionModel>(config, weight_files, {});
+        build_from_files<models::UNet2DConditionModel>(config, weight_files, {}, placement_of(device, dtype));
     return m;
 }
 
-UNetModel UNetModel::random(const UNetConfig& config, int64_t seed) {
+UNetModel UNetModel::random(const UNetConfig& config, int64_t seed, int device, int dtype) {
     UNetModel m;
     *static_cast<std::shared_ptr<models::UNet2DConditionModel>*>(m.impl_) =
-        build_random<models::UNet2DConditionModel>(config, seed);
+        build_random<models::UNet2DConditionModel>(config, seed, placement_of(device, dtype));
     return m;
 }
+
+int UNetModel::device() const { return device_code(get<models::UNet2DConditionModel>(impl_).placement()); }
+int UNetModel::dtype() const { return dtype_code(get<models::UNet2DConditionModel>(impl_).placement()); }
 
 Tensor UNetModel::forward(const Tensor& sample, const Tensor& timestep, const Tensor& encoder_hidden_states,
                           const Tensor& text_embeds, const Tensor& time_ids) const {
-    return wrap(get<models::UNet2DConditionModel>(impl_).forward(core(sample), core(timestep),
-                                                                 core(encoder_hidden_states), core(text_embeds),
-                                                                 core(time_ids)));
+    const models::UNet2DConditionModel& model = get<models::UNet2DConditionModel>(impl_);
+    const nn::Placement& p = model.placement();
+    return out_f32(model.forward(placed(core(sample), p), core(timestep), placed(core(encoder_hidden_states), p),
+                                 placed(core(text_embeds), p), moved(core(time_ids), p)));
 }
 
-VaeModel VaeModel::load(const VaeConfig& config, const std::vector<std::string>& weight_files) {
+VaeModel VaeModel::load(const VaeConfig& config, const std::vector<std::string>& weight_files, int device,
+                        int dtype) {
     VaeModel m;
     *static_cast<std::shared_ptr<models::AutoencoderKL>*>(m.impl_) =
-        build_from_files<models::AutoencoderKL>(config, weight_files, {});
+        build_from_files<models::AutoencoderKL>(config, weight_files, {}, placement_of(device, dtype));
     return m;
 }
 
-VaeModel VaeModel::random(const VaeConfig& config, int64_t seed) {
+VaeModel VaeModel::random(const VaeConfig& config, int64_t seed, int device, int dtype) {
     VaeModel m;
-    *static_cast<std::shared_ptr<models::AutoencoderKL>*>(m.impl_) = build_random<models::AutoencoderKL>(config, seed);
+    *static_cast<std::shared_ptr<models::AutoencoderKL>*>(m.impl_) =
+        build_random<models::AutoencoderKL>(config, seed, placement_of(device, dtype));
     return m;
 }
 
-Tensor VaeModel::decode(const Tensor& z) const { return wrap(get<models::AutoencoderKL>(impl_).decode(core(z))); }
+int VaeModel::device() const { return device_code(get<models::AutoencoderKL>(impl_).placement()); }
+int VaeModel::dtype() const { return dtype_code(get<models::AutoencoderKL>(impl_).placement()); }
+
+Tensor VaeModel::decode(const Tensor& z) const {
+    const models::AutoencoderKL& model = get<models::AutoencoderKL>(impl_);
+    return out_f32(model.decode(placed(core(z), model.placement())));
+}
 
 TensorList VaeModel::encode(const Tensor& image) const {
-    models::LatentDistribution d = get<models::AutoencoderKL>(impl_).encode(core(image));
+    const models::AutoencoderKL& model = get<models::AutoencoderKL>(impl_);
+    models::LatentDistribution d = model.encode(placed(core(image), model.placement()));
     TensorList list;
-    list.add(wrap(d.mean));
-    list.add(wrap(d.logvar));
-    list.add(wrap(d.std));
+    list.add(out_f32(d.mean));
+    list.add(out_f32(d.logvar));
+    list.add(out_f32(d.std));
     return list;
 }
 

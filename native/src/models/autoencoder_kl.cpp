@@ -52,6 +52,7 @@ void check_config(const api::VaeConfig& c) {
 }  // namespace
 
 struct AutoencoderKL::Impl {
+    nn::Placement placement;
     api::VaeConfig config;
 
     // encoder
@@ -76,6 +77,7 @@ AutoencoderKL::AutoencoderKL(const api::VaeConfig& config, const nn::WeightBuild
     check_config(config);
     Impl& m = *impl_;
     m.config = config;
+    m.placement = vb.placement();
     const std::vector<int64_t>& ch = config.block_out_channels;
     const int64_t levels = int64_t(ch.size()), groups = config.norm_num_groups, lat = config.latent_channels;
     const int64_t top = ch.back();
@@ -126,6 +128,7 @@ AutoencoderKL::AutoencoderKL(const api::VaeConfig& config, const nn::WeightBuild
 }
 
 const api::VaeConfig& AutoencoderKL::config() const { return impl_->config; }
+const nn::Placement& AutoencoderKL::placement() const { return impl_->placement; }
 
 Tensor AutoencoderKL::decode(const Tensor& z) const {
     const Impl& m = *impl_;

@@ -27,6 +27,8 @@ public:
     // image [B, in_channels, H, W] in [-1, 1] -> the latent distribution (H, W multiples of 8)
     LatentDistribution encode(const Tensor& image) const;
     const api::VaeConfig& config() const;
+    // Where the weights live and the dtype the model computes in; inputs must be on that device and dtype.
+    const nn::Placement& placement() const;
 
 private:
     struct Impl;

@@ -57,6 +57,7 @@ struct EncoderLayer {
 }  // namespace
 
 struct ClipTextModel::Impl {
+    nn::Placement placement;
     api::ClipTextConfig config;
     Activation act = Activation::QuickGelu;
     Tensor token_embedding;     // [vocab, hidden], contiguous CPU F32
@@ -135,9 +136,11 @@ ClipTextModel::ClipTextModel(const api::ClipTextConfig& config, const nn::Weight
     // it is always arange(max_positions) and the caller excludes it from check_all_used.
     const nn::WeightBuilder emb = tm.pp("embeddings");
     // contiguous(): the gather below indexes raw rows (a no-op for mapped or widened weights).
-    m.token_embedding = emb.pp("token_embedding").get("weight", {config.vocab_size, C}).contiguous();
+    // The rows are gathered on the host (ids are few); the result goes to the model's device and dtype.
+    m.token_embedding = emb.pp("token_embedding").get_host("weight", {config.vocab_size, C}).contiguous();
     m.position_embedding =
-        emb.pp("position_embedding").get("weight", {config.max_position_embeddings, C}).contiguous();
+        emb.pp("position_embedding").get_host("weight", {config.max_position_embeddings, C}).contiguous();
+    m.placement = vb.placement();
     const nn::WeightBuilder layers = tm.pp("encoder").pp("layers");
     m.layers.reserve(size_t(config.num_hidden_layers));
     for (int64_t i = 0; i < config.num_hidden_layers; ++i) m.layers.emplace_back(layers.pp(i), config);
@@ -147,6 +150,7 @@ ClipTextModel::ClipTextModel(const api::ClipTextConfig& config, const nn::Weight
 }
 
 const api::ClipTextConfig& ClipTextModel::config() const { return impl_->config; }
+const nn::Placement& ClipTextModel::placement() const { return impl_->placement; }
 
 ClipTextOutput ClipTextModel::forward(const Tensor& input_ids, const Tensor& attention_mask) const {
     const Impl& m = *impl_;
@@ -170,7 +174,7 @@ ClipTextOutput ClipTextModel::forward(const Tensor& input_ids, const Tensor& att
 
     ClipTextOutput out;
     out.hidden_states.reserve(m.layers.size() + 1);
-    Tensor x = m.embed(ids);  // [B, L, C]
+    Tensor x = m.embed(ids).to(m.placement.dtype).to(m.placement.device);  // [B, L, C]
     out.hidden_states.push_back(x);
     for (const EncoderLayer& layer : m.layers) {
         x = ops::add(x, m.self_attention(layer, layer.layer_norm1(x), attention_mask));  // [B, L, C]
@@ -179,12 +183,15 @@ ClipTextOutput ClipTextModel::forward(const Tensor& input_ids, const Tensor& att
     }
     out.last_hidden_state = m.final_layer_norm(x).contiguous();  // [B, L, C]
 
+    // The pooled rows, picked on the host (B rows of C values).
+    const Tensor last_host = out.last_hidden_state.to(Device::CPU).to(DType::F32).contiguous();
     Tensor pooled = Tensor::empty({B, C}, DType::F32);
-    const float* last = out.last_hidden_state.data<float>();
+    const float* last = last_host.data<float>();
     for (int64_t b = 0; b < B; ++b) {
         const int64_t l = m.pool_position(id + b * L, L);
         std::memcpy(pooled.data<float>() + b * C, last + (b * L + l) * C, size_t(C) * sizeof(float));
     }
+    pooled = pooled.to(m.placement.dtype).to(m.placement.device);        // [B, C]
     out.pooled = c.with_projection ? m.text_projection(pooled) : pooled;  // [B, projection_dim] or [B, C]
     return out;
 }

@@ -32,6 +32,8 @@ public:
     // (compel's down-weighting). A query whose every allowed key is masked gets zeros.
     ClipTextOutput forward(const Tensor& input_ids, const Tensor& attention_mask = Tensor()) const;
     const api::ClipTextConfig& config() const;
+    // Where the weights live and the dtype the model computes in; inputs must be on that device and dtype.
+    const nn::Placement& placement() const;
 
 private:
     struct Impl;

@@ -158,6 +158,7 @@ struct MidBlock {
 }  // namespace
 
 struct UNet2DConditionModel::Impl {
+    nn::Placement placement;
     api::UNetConfig config;  // normalized: per-level lists have one entry per level
     nn::Conv2d conv_in;
     nn::TimestepEmbedding time_embedding;
@@ -195,6 +196,7 @@ struct UNet2DConditionModel::Impl {
 UNet2DConditionModel::UNet2DConditionModel(const api::UNetConfig& config, const nn::WeightBuilder& vb)
     : impl_(std::make_shared<Impl>()) {
     Impl& m = *impl_;
+    m.placement = vb.placement();
     m.config = normalized(config);
     const api::UNetConfig& c = m.config;
     const std::vector<int64_t>& channels = c.block_out_channels;
@@ -270,6 +272,7 @@ UNet2DConditionModel::UNet2DConditionModel(const api::UNetConfig& config, const 
     m.conv_out = nn::Conv2d(vb.pp("conv_out"), c0, c.out_channels, int(c.conv_out_kernel), 1, int(c.conv_out_kernel / 2));
 }
 
+const nn::Placement& UNet2DConditionModel::placement() const { return impl_->placement; }
 const api::UNetConfig& UNet2DConditionModel::config() const { return impl_->config; }
 
 Tensor UNet2DConditionModel::forward(const Tensor& sample, const Tensor& timestep, const Tensor& encoder_hidden_states,

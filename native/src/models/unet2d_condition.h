@@ -24,6 +24,8 @@ public:
     Tensor forward(const Tensor& sample, const Tensor& timestep, const Tensor& encoder_hidden_states,
                    const Tensor& text_embeds, const Tensor& time_ids) const;
     const api::UNetConfig& config() const;
+    // Where the weights live and the dtype the model computes in; inputs must be on that device and dtype.
+    const nn::Placement& placement() const;
 
 private:
     struct Impl;

@@ -124,9 +124,14 @@ std::shared_ptr<WeightSource> random_source(uint64_t seed, float scale) {
     return std::make_shared<RandomSource>(seed, scale);
 }
 
-WeightBuilder::WeightBuilder(std::shared_ptr<WeightSource> source) : shared_(std::make_shared<Shared>()) {
+WeightBuilder::WeightBuilder(std::shared_ptr<WeightSource> source, Placement placement)
+    : shared_(std::make_shared<Shared>()) {
     if (!source) fail(ErrorCode::INVALID_ARGUMENT, "WeightBuilder: null source");
+    SDXL_CHECK(placement.dtype != DType::I64, "WeightBuilder: weights cannot be I64");
+    SDXL_CHECK(placement.device == Device::CUDA || placement.dtype == DType::F32,
+               "WeightBuilder: the CPU backend computes in F32; F16/BF16 weights need the CUDA device");
     shared_->source = std::move(source);
+    shared_->placement = placement;
 }
 
 WeightBuilder::WeightBuilder(std::shared_ptr<Shared> shared, std::string prefix)
@@ -141,6 +146,13 @@ std::string WeightBuilder::key(const std::string& name) const { return prefix_.e
 bool WeightBuilder::contains(const std::string& name) const { return shared_->source->contains(key(name)); }
 
 Tensor WeightBuilder::get(const std::string& name, const Shape& shape) const {
+    const Placement& p = shared_->placement;
+    Tensor t = get_host(name, shape);  // F32, CPU
+    if (p.dtype != DType::F32) t = t.to(p.dtype);
+    return p.device == Device::CPU ? t : t.to(p.device);
+}
+
+Tensor WeightBuilder::get_host(const std::string& name, const Shape& shape) const {
     const std::string k = key(name);
     const WeightSource& src = *shared_->source;
     Tensor t;

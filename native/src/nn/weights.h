@@ -38,9 +38,17 @@ std::shared_ptr<WeightSource> safetensors_source(const std::vector<std::string>&
 // requested exists, so check_all_used() never fails for it.
 std::shared_ptr<WeightSource> random_source(uint64_t seed, float scale);
 
+// Where a model's weights live and the type it computes in: F32 on the CPU (the reference), or F16/BF16 (or
+// F32) on CUDA. get() converts each weight on load: to the dtype on the host, then one copy to the device.
+struct Placement {
+    Device device = Device::CPU;
+    DType dtype = DType::F32;
+};
+
 class WeightBuilder {
 public:
-    explicit WeightBuilder(std::shared_ptr<WeightSource> source);
+    explicit WeightBuilder(std::shared_ptr<WeightSource> source, Placement placement = {});
+    const Placement& placement() const { return shared_->placement; }
 
     WeightBuilder pp(const std::string& name) const;  // push a prefix component: "a" -> "a.name"
     WeightBuilder pp(int64_t index) const;
@@ -51,6 +59,8 @@ public:
     // The tensor `name` under this prefix; BAD_MODEL_FILE naming the full key if it is missing or its
     // shape is not `shape`.
     Tensor get(const std::string& name, const Shape& shape) const;
+    // The same tensor as F32 on the CPU whatever the placement (for host-side lookups such as embedding rows).
+    Tensor get_host(const std::string& name, const Shape& shape) const;
 
     // Marks `name` (under this prefix) as accounted for without loading it: buffers some files carry that
     // are not weights (e.g. CLIP's text_model.embeddings.position_ids). No error if it is absent.
@@ -62,6 +72,7 @@ public:
 private:
     struct Shared {
         std::shared_ptr<WeightSource> source;
+        Placement placement;
         std::mutex mutex;
         std::set<std::string> used;
     };

@@ -76,6 +76,13 @@ DenoiseLoop::DenoiseLoop(std::shared_ptr<const models::UNet2DConditionModel> une
                    cond_.text_embeds.size(0), " and time_ids batch ", cond_.time_ids.size(0),
                    " must equal prompt_embeds' batch ", bc);
     guided_ = bc == 2 * b;
+    // The conditioning goes to the UNet's device and dtype once; the latents and the scheduler stay where the
+    // caller put them (the schedulers' arithmetic runs on F32 host tensors).
+    const nn::Placement& p = unet_->placement();
+    auto place = [&p](const Tensor& t) { return t.to(p.dtype).to(p.device); };
+    cond_.prompt_embeds = place(cond_.prompt_embeds);
+    cond_.text_embeds = place(cond_.text_embeds);
+    cond_.time_ids = cond_.time_ids.to(p.device);
     SDXL_CHECK(std::isfinite(guidance_scale_) && std::isfinite(guidance_rescale_) && guidance_rescale_ >= 0.0 &&
                        guidance_rescale_ <= 1.0,
                    "denoise: guidance_scale must be finite and guidance_rescale in [0, 1], got ", guidance_scale_,
@@ -92,8 +99,11 @@ void DenoiseLoop::step() {
     if (guided_) x_in = ops::concat({x_in, x_in}, 0);          // [2B, C, h, w]
     Tensor t = Tensor::empty({}, DType::F32);
     t.data<float>()[0] = float(scheduler_->timesteps()[size_t(i)]);  // timesteps are float32 values
-    Tensor eps = unet_->forward(x_in, t.to(x_in.device()), cond_.prompt_embeds, cond_.text_embeds,
-                                cond_.time_ids);  // [Bc, C, h, w]
+    const nn::Placement& p = unet_->placement();
+    x_in = x_in.to(p.dtype).to(p.device);
+    Tensor eps = unet_->forward(x_in, t.to(p.device), cond_.prompt_embeds, cond_.text_embeds,
+                                cond_.time_ids);                       // [Bc, C, h, w] on the UNet's device
+    eps = eps.to(latents_.device()).to(latents_.dtype());              // back to the latents' (F32 host)
     if (guided_) {
         eps = classifier_free_guidance(ops::slice(eps, 0, 0, b), ops::slice(eps, 0, b, b), guidance_scale_,
                                        guidance_rescale_);  // [B, C, h, w]
