@@ -1,0 +1,87 @@
+// Per-step latency of the real-size SDXL UNet (random weights from the real base config): one denoising step
+// is one UNet call on the classifier-free-guidance batch of 2 at 1024x1024 (latents 128x128), context
+// 77 x 2048. The native perf runner for the GPU machine (no JVM):
+//
+//   sdxl_unet_perf --device cuda --dtype f16 [--size 1024] [--batch 2] [--iters 10] [--refiner]
+//
+// Prints each timed call and the median; the first two calls are warm-up (allocator, cuDNN algorithm choice).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "sdxl/sdxl.h"
+
+using namespace sdxl::api;
+
+namespace {
+Tensor random_tensor(const std::vector<int64_t>& shape, std::mt19937& rng, float lo, float hi) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    std::vector<float> v(static_cast<size_t>(n));
+    std::uniform_real_distribution<float> u(lo, hi);
+    for (float& x : v) x = u(rng);
+    return Tensor::from_floats(v.data(), shape);
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+    int device = DEVICE_CPU, dtype = DTYPE_F32, iters = 10;
+    int64_t size = 1024, batch = 2;
+    bool refiner = false;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i], v = i + 1 < argc ? argv[i + 1] : "";
+        if (a == "--device") { device = v == "cuda" ? DEVICE_CUDA : DEVICE_CPU; ++i; }
+        else if (a == "--dtype") { dtype = v == "f16" ? DTYPE_F16 : v == "bf16" ? DTYPE_BF16 : DTYPE_F32; ++i; }
+        else if (a == "--size") { size = std::stoll(v); ++i; }
+        else if (a == "--batch") { batch = std::stoll(v); ++i; }
+        else if (a == "--iters") { iters = std::max(1, std::stoi(v)); ++i; }
+        else if (a == "--refiner") refiner = true;
+        else {
+            std::cerr << "usage: sdxl_unet_perf [--device cpu|cuda] [--dtype f32|f16|bf16] [--size PX] [--batch N] "
+                         "[--iters N] [--refiner]\n";
+            return 2;
+        }
+    }
+    if (device == DEVICE_CUDA && !cuda_available()) {
+        std::cout << "unet perf: skipped, no CUDA device (" << cuda_status() << ")\n";
+        return 0;
+    }
+    try {
+        const UNetConfig config = refiner ? UNetConfig::sdxl_refiner() : UNetConfig::sdxl_base();
+        const auto t_load = std::chrono::steady_clock::now();
+        UNetModel unet = UNetModel::random(config, 0, device, dtype);
+        std::printf("built SDXL %s UNet (random weights) in %.1f s\n", refiner ? "refiner" : "base",
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count());
+        std::mt19937 rng(7);
+        const int64_t h = size / 8;
+        const int64_t n_ids = refiner ? 5 : 6;
+        Tensor sample = random_tensor({batch, 4, h, h}, rng, -1, 1);
+        Tensor context = random_tensor({batch, 77, config.cross_attention_dim}, rng, -1, 1);
+        Tensor pooled = random_tensor({batch, config.projection_class_embeddings_input_dim - n_ids * config.addition_time_embed_dim},
+                                      rng, -1, 1);
+        Tensor ids = random_tensor({batch, n_ids}, rng, 0, 1024);
+        float t = 500.0f;
+        Tensor timestep = Tensor::from_floats(&t, {});
+        std::vector<double> ms;
+        for (int i = 0; i < iters + 2; ++i) {
+            const auto t0 = std::chrono::steady_clock::now();
+            Tensor out = unet.forward(sample, timestep, context, pooled, ids);  // returns to the host: synchronised
+            const double dt = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+            std::printf("%s call %d: %.1f ms\n", i < 2 ? "warm-up" : "timed", i + 1, dt);
+            if (i >= 2) ms.push_back(dt);
+        }
+        std::sort(ms.begin(), ms.end());
+        std::printf("SDXL %s UNet, %lldx%lld px, batch %lld, %s on %s: median %.1f ms per step (%d calls)\n",
+                    refiner ? "refiner" : "base", (long long)size, (long long)size, (long long)batch,
+                    dtype == DTYPE_F16 ? "fp16" : dtype == DTYPE_BF16 ? "bf16" : "fp32", device == DEVICE_CUDA ? "cuda" : "cpu",
+                    ms[ms.size() / 2], iters);
+    } catch (const std::exception& e) {
+        std::cout << "unet perf FAILED: " << e.what() << "\n";
+        return 1;
+    }
+    return 0;
+}
