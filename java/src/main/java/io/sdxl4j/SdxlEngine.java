@@ -3,12 +3,14 @@ package io.sdxl4j;
 import io.sdxl4j.images.InvisibleWatermark;
 import io.sdxl4j.internal.Native;
 import io.sdxl4j.models.AutoencoderKL;
+import io.sdxl4j.models.ClipTextConfig;
 import io.sdxl4j.models.ClipTextModel;
 import io.sdxl4j.models.ClipTextOutput;
 import io.sdxl4j.models.DiffusersFolder;
 import io.sdxl4j.models.LatentDistribution;
 import io.sdxl4j.models.UNet2DConditionModel;
 import io.sdxl4j.models.UNetConfig;
+import io.sdxl4j.models.VaeConfig;
 import io.sdxl4j.nat.NativeDenoiser;
 import io.sdxl4j.schedulers.Scheduler;
 import io.sdxl4j.schedulers.SchedulerConfig;
@@ -32,7 +34,80 @@ import java.util.Map;
  */
 final class SdxlEngine implements AutoCloseable {
     /** One CLIP text encoder with its tokenizer; projection = CLIPTextModelWithProjection (gives the pooled vector). */
-    record Encoder(ClipTokenizer tokenizer, ClipTextModel model, boolean projection) {}
+    record Encoder(ClipTokenizer tokenizer, Slot<ClipTextModel> slot, ClipTextConfig config, boolean projection) {
+        ClipTextModel model() {
+            return slot.get();
+        }
+    }
+
+    /**
+     * A model held by the pipeline. Without offload it is loaded once, when the pipeline loads. With model-level
+     * offload (diffusers' enable_model_cpu_offload) it is loaded onto the device when a phase of a generation
+     * needs it (text encoding, the denoising loop, the VAE) and released when the last user is done, so only
+     * one component occupies the device at a time; the weights stay memory-mapped on the host.
+     */
+    static final class Slot<T extends AutoCloseable> implements AutoCloseable {
+        private final java.util.function.Supplier<T> loader;
+        private final boolean offload;
+        private T model;
+        private int users;
+        private boolean closed;
+
+        Slot(java.util.function.Supplier<T> loader, boolean offload) {
+            this.loader = loader;
+            this.offload = offload;
+            if (!offload) {
+                model = loader.get();
+            }
+        }
+
+        synchronized T get() {
+            if (closed) {
+                throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "the pipeline is closed");
+            }
+            if (model == null) {
+                model = loader.get();
+            }
+            return model;
+        }
+
+        /** Marks the start of a phase that uses the model (loads it when offloaded). */
+        synchronized T acquire() {
+            T m = get();
+            users++;
+            return m;
+        }
+
+        /** Ends a phase; an offloaded model no one uses any more is released. */
+        synchronized void release() {
+            users = Math.max(0, users - 1);
+            if (offload && users == 0 && model != null) {
+                closeQuietly(model);
+                model = null;
+            }
+        }
+
+        synchronized boolean loaded() {
+            return model != null;
+        }
+
+        @Override
+        public synchronized void close() {
+            closed = true;
+            if (model != null) {
+                closeQuietly(model);
+                model = null;
+            }
+        }
+    }
+
+    private static void closeQuietly(AutoCloseable c) {
+        try {
+            c.close();
+        } catch (Exception ignored) {
+            // closing native handles does not fail
+        }
+    }
 
     /** Text conditioning held in Java: embeds [batch, tokens, dim], pooled [batch, pooledDim]. */
     record Cond(float[] embeds, int batch, int tokens, int dim, float[] pooled, int pooledDim) {}
@@ -42,8 +117,10 @@ final class SdxlEngine implements AutoCloseable {
     final Path folder;
     final boolean img2img;
     final List<Encoder> encoders;       // base: text_encoder, text_encoder_2; refiner: text_encoder_2
-    final UNet2DConditionModel unet;
-    final AutoencoderKL vae;
+    final Slot<UNet2DConditionModel> unet;
+    final UNetConfig unetConfig;
+    final Slot<AutoencoderKL> vae;
+    final VaeConfig vaeConfig;
     final Path schedulerConfig;
     final boolean forceZerosForEmptyPrompt;
     final boolean requiresAestheticsScore;
@@ -51,14 +128,16 @@ final class SdxlEngine implements AutoCloseable {
     private final List<AutoCloseable> owned;
     private volatile boolean closed;
 
-    private SdxlEngine(Path folder, boolean img2img, List<Encoder> encoders, UNet2DConditionModel unet, AutoencoderKL vae,
-                       Path schedulerConfig, boolean forceZeros, boolean requiresAesthetics, PipelineOptions options,
-                       List<AutoCloseable> owned) {
+    private SdxlEngine(Path folder, boolean img2img, List<Encoder> encoders, Slot<UNet2DConditionModel> unet,
+                       Slot<AutoencoderKL> vae, VaeConfig vaeConfig, Path schedulerConfig, boolean forceZeros,
+                       boolean requiresAesthetics, PipelineOptions options, List<AutoCloseable> owned) {
         this.folder = folder;
         this.img2img = img2img;
         this.encoders = encoders;
         this.unet = unet;
+        this.unetConfig = unet.get().config();
         this.vae = vae;
+        this.vaeConfig = vaeConfig;
         this.schedulerConfig = schedulerConfig;
         this.forceZerosForEmptyPrompt = forceZeros;
         this.requiresAestheticsScore = requiresAesthetics;
@@ -79,11 +158,16 @@ final class SdxlEngine implements AutoCloseable {
         List<AutoCloseable> owned = new ArrayList<>();
         try {
             String variant = options.variant() == null || options.variant().isEmpty() ? null : options.variant();
+            Device device = options.device();
+            DType dtype = options.dtype();
+            boolean offload = options.cpuOffload();
             List<Encoder> encoders = new ArrayList<>();
             if (df.componentClass("text_encoder").isPresent()) {
                 ClipTokenizer tok = ClipTokenizer.load(df.component("tokenizer", "CLIPTokenizer"));
-                ClipTextModel te = own(owned, df.textEncoder(variantIn(df, "text_encoder", variant)));
-                encoders.add(new Encoder(tok, te, te.config().withProjection()));
+                String v = variantIn(df, "text_encoder", variant);
+                Slot<ClipTextModel> te = own(owned, new Slot<>(() -> df.textEncoder(v, device, dtype), offload));
+                ClipTextConfig cfg = ClipTextConfig.read(df.component("text_encoder").resolve("config.json"));
+                encoders.add(new Encoder(tok, te, cfg, cfg.withProjection()));
             }
             Encoder second;
             if (shareFrom != null) {
@@ -91,24 +175,40 @@ final class SdxlEngine implements AutoCloseable {
                 second = shareFrom.encoders.get(shareFrom.encoders.size() - 1);
             } else {
                 ClipTokenizer tok2 = ClipTokenizer.load(df.component("tokenizer_2", "CLIPTokenizer"));
-                ClipTextModel te2 = own(owned, df.textEncoder2(variantIn(df, "text_encoder_2", variant)));
-                second = new Encoder(tok2, te2, te2.config().withProjection());
+                String v = variantIn(df, "text_encoder_2", variant);
+                Slot<ClipTextModel> te2 = own(owned, new Slot<>(() -> df.textEncoder2(v, device, dtype), offload));
+                ClipTextConfig cfg = ClipTextConfig.read(df.component("text_encoder_2").resolve("config.json"));
+                second = new Encoder(tok2, te2, cfg, cfg.withProjection());
             }
             if (!second.projection()) {
                 throw new SdxlException(ErrorCode.BAD_MODEL_FILE, folder + ": text_encoder_2 must be a "
                         + "CLIPTextModelWithProjection (SDXL takes its pooled output)");
             }
             encoders.add(second);
-            UNet2DConditionModel unet = own(owned, df.unet(variantIn(df, "unet", variant)));
-            AutoencoderKL vae = shareFrom != null ? shareFrom.vae : own(owned, df.vae(variantIn(df, "vae", variant)));
+            String uv = variantIn(df, "unet", variant);
+            Slot<UNet2DConditionModel> unet = own(owned, new Slot<>(() -> df.unet(uv, device, dtype), offload));
+            Slot<AutoencoderKL> vae;
+            VaeConfig vaeConfig;
+            if (shareFrom != null) {
+                vae = shareFrom.vae;
+                vaeConfig = shareFrom.vaeConfig;
+            } else {
+                vaeConfig = VaeConfig.read(df.component("vae", "AutoencoderKL").resolve("config.json"));
+                // The SDXL VAE overflows in fp16 (diffusers' force_upcast): it then runs in F32.
+                DType vaeType = dtype == DType.F16 && vaeConfig.forceUpcast() ? DType.F32 : dtype;
+                String vv = variantIn(df, "vae", variant);
+                vae = own(owned, new Slot<>(() -> df.vae(vv, device, vaeType), offload));
+            }
             Path sched = df.component("scheduler").resolve("scheduler_config.json");
             if (!Files.isRegularFile(sched)) {
                 throw new SdxlException(ErrorCode.NOT_FOUND, sched + " is missing");
             }
             boolean forceZeros = df.flag("force_zeros_for_empty_prompt", true);
             boolean aesthetics = df.flag("requires_aesthetics_score", false);
-            return new SdxlEngine(folder, img2img, List.copyOf(encoders), unet, vae, sched, forceZeros, aesthetics,
-                    options, owned);
+            SdxlEngine engine = new SdxlEngine(folder, img2img, List.copyOf(encoders), unet, vae, vaeConfig, sched,
+                    forceZeros, aesthetics, options, owned);
+            unet.release();  // the config was read through it; an offloaded UNet goes until the loop needs it
+            return engine;
         } catch (RuntimeException e) {
             closeAll(owned);
             throw e;
@@ -143,11 +243,11 @@ final class SdxlEngine implements AutoCloseable {
     }
 
     private static void checkDevice(PipelineOptions options) {
-        if (options.device() == Device.CUDA) {
-            throw new SdxlException(ErrorCode.UNSUPPORTED, "the CUDA backend does not run whole models yet (this build: "
-                    + Sdxl4j.cudaStatus() + "); use Device.CPU");
+        if (options.device() == Device.CUDA && !Sdxl4j.cudaAvailable()) {
+            throw new SdxlException(ErrorCode.DEVICE_ERROR, "CUDA requested but unavailable: " + Sdxl4j.cudaStatus()
+                    + (Sdxl4j.cudaCompiled() ? "" : " (this build has no CUDA backend)") + "; use Device.CPU");
         }
-        if (options.dtype() != DType.F32) {
+        if (options.device() == Device.CPU && options.dtype() != DType.F32) {
             throw new SdxlException(ErrorCode.UNSUPPORTED, "the CPU backend computes in F32 (fp16/bf16 weight files are "
                     + "widened when loaded: use the fp16 variant with dtype F32); " + options.dtype() + " needs CUDA");
         }
@@ -160,11 +260,11 @@ final class SdxlEngine implements AutoCloseable {
     }
 
     int defaultSize() {
-        return (int) unet.config().sampleSize() * 8;
+        return (int) unetConfig.sampleSize() * 8;
     }
 
     int pooledDim() {
-        return (int) encoders.get(encoders.size() - 1).model().config().projectionDim();
+        return (int) encoders.get(encoders.size() - 1).config().projectionDim();
     }
 
     // ============================================================================================== running
@@ -187,7 +287,17 @@ final class SdxlEngine implements AutoCloseable {
         Plan plan = validate(r);
 
         // ---- text conditioning (encode_prompt), repeated for images per prompt
-        Cond[] pn = encodePrompts(r, plan);
+        Cond[] pn;
+        for (Encoder e : encoders) {
+            e.slot().acquire();
+        }
+        try {
+            pn = encodePrompts(r, plan);
+        } finally {
+            for (Encoder e : encoders) {
+                e.slot().release();
+            }
+        }
         token.throwIfCancelled("after encoding the prompts");
         int n = r.imagesPerPrompt();
         Cond pos = repeat(pn[0], n);
@@ -247,9 +357,9 @@ final class SdxlEngine implements AutoCloseable {
             long[] latentShape;
             if (img2img) {
                 latents = prepareImageLatents(r.image(), total, plan, scheduler, begin, r.denoisingStart() == null, g);
-                latentShape = new long[] {total, unet.config().inChannels(), plan.latentH, plan.latentW};
+                latentShape = new long[] {total, unetConfig.inChannels(), plan.latentH, plan.latentW};
             } else {
-                latentShape = new long[] {total, unet.config().inChannels(), plan.height / 8, plan.width / 8};
+                latentShape = new long[] {total, unetConfig.inChannels(), plan.height / 8, plan.width / 8};
                 if (r.latents() != null) {
                     latents = r.latents();
                 } else {
@@ -281,8 +391,15 @@ final class SdxlEngine implements AutoCloseable {
                  Tensor ti = Tensor.of(ids, cond.batch, nIds)) {
                 final int b0 = begin;
                 final int e0 = end;
-                NativeDenoiser d = Native.call(() -> NativeDenoiser.create(unet.handle(), scheduler.handle(), lat.handle(),
+                UNet2DConditionModel unetModel = unet.acquire();
+                NativeDenoiser d;
+                try {
+                    d = Native.call(() -> NativeDenoiser.create(unetModel.handle(), scheduler.handle(), lat.handle(),
                         pe.handle(), te.handle(), ti.handle(), b0, e0, r.guidanceScale(), r.guidanceRescale(), g.handle()));
+                } catch (RuntimeException e) {
+                    unet.release();
+                    throw e;
+                }
                 try {
                     for (int i = begin; i < end; i++) {
                         token.throwIfCancelled("before step " + (i - begin + 1) + " of " + (end - begin));
@@ -302,6 +419,7 @@ final class SdxlEngine implements AutoCloseable {
                     }
                 } finally {
                     d.close();
+                    unet.release();
                 }
             }
 
@@ -394,7 +512,7 @@ final class SdxlEngine implements AutoCloseable {
                 throw bad("denoising start " + r.denoisingStart() + " must be below denoising end " + r.denoisingEnd());
             }
             ImageInput img = r.image();
-            long latentChannels = unet.config().inChannels();
+            long latentChannels = unetConfig.inChannels();
             if (img.isLatents()) {
                 if (img.channels() != latentChannels) {
                     throw bad("image latents have " + img.channels() + " channels; this UNet takes " + latentChannels);
@@ -429,10 +547,10 @@ final class SdxlEngine implements AutoCloseable {
                 throw bad("image size " + p.height + "x" + p.width + " is larger than 8192x8192");
             }
             if (r.latents() != null) {
-                long need = (long) p.batch * r.imagesPerPrompt() * unet.config().inChannels() * (p.height / 8) * (p.width / 8);
+                long need = (long) p.batch * r.imagesPerPrompt() * unetConfig.inChannels() * (p.height / 8) * (p.width / 8);
                 if (r.latents().length != need) {
                     throw bad("initial latents have " + r.latents().length + " values; [" + p.batch * r.imagesPerPrompt()
-                            + ", " + unet.config().inChannels() + ", " + p.height / 8 + ", " + p.width / 8 + "] needs " + need);
+                            + ", " + unetConfig.inChannels() + ", " + p.height / 8 + ", " + p.width / 8 + "] needs " + need);
                 }
             }
         }
@@ -442,7 +560,7 @@ final class SdxlEngine implements AutoCloseable {
             InvisibleWatermark.checkSize(p.height, p.width);
         }
         // the UNet's added conditioning must fit the time ids this pipeline builds
-        UNetConfig u = unet.config();
+        UNetConfig u = unetConfig;
         int nIds = img2img && requiresAestheticsScore ? 5 : 6;
         long expected = u.additionTimeEmbedDim() * nIds + pooledDim();
         if (expected != u.projectionClassEmbeddingsInputDim()) {
@@ -532,7 +650,7 @@ final class SdxlEngine implements AutoCloseable {
     }
 
     private void checkConditioningWidth(Cond c) {
-        long want = unet.config().crossAttentionDim();
+        long want = unetConfig.crossAttentionDim();
         if (c.dim != want) {
             throw bad("prompt embeddings have " + c.dim + " features; this UNet's cross-attention takes " + want);
         }
@@ -593,7 +711,7 @@ final class SdxlEngine implements AutoCloseable {
             }
             try (Tensor idsT = Tensor.ofLongs(ids, b, len); ClipTextOutput out = enc.model().forward(idsT)) {
                 parts.add(out.penultimate().toFloatArray());
-                dims[e] = (int) enc.model().config().hiddenSize();
+                dims[e] = (int) enc.config().hiddenSize();
                 if (enc.projection()) {
                     pooled = out.pooled().toFloatArray();
                 }
@@ -631,7 +749,7 @@ final class SdxlEngine implements AutoCloseable {
             List<List<float[]>> encs = new ArrayList<>();
             for (int e = 0; e < encoders.size(); e++) {
                 Encoder enc = encoders.get(e);
-                dims[e] = (int) enc.model().config().hiddenSize();
+                dims[e] = (int) enc.config().hiddenSize();
                 List<A1111Prompt.Chunk> chunks = A1111Prompt.chunks((e == 0 ? prompts1 : prompts2).get(i), enc.tokenizer());
                 List<float[]> encoded = new ArrayList<>();
                 for (int c = 0; c < chunks.size(); c++) {
@@ -854,12 +972,13 @@ final class SdxlEngine implements AutoCloseable {
                 px[i] = 2.0f * px[i] - 1.0f;  // VaeImageProcessor.normalize
             }
             try (Tensor image = Tensor.of(px, img.batch(), 3, img.height(), img.width());
-                 LatentDistribution dist = vae.encode(image);
+                 VaeUse use = new VaeUse(vae);
+                 LatentDistribution dist = use.model.encode(image);
                  Tensor noise = g.randn(dist.mean().shape())) {
                 float[] mean = dist.mean().toFloatArray();
                 float[] std = dist.std().toFloatArray();
                 float[] eps = noise.toFloatArray();
-                float sf = (float) vae.config().scalingFactor();
+                float sf = (float) vaeConfig.scalingFactor();
                 init = new float[mean.length];
                 for (int i = 0; i < init.length; i++) {
                     float sample = mean[i] + std[i] * eps[i];  // DiagonalGaussianDistribution.sample
@@ -877,7 +996,7 @@ final class SdxlEngine implements AutoCloseable {
         if (!addNoise) {
             return init;
         }
-        long[] shape = {total, unet.config().inChannels(), plan.latentH, plan.latentW};
+        long[] shape = {total, unetConfig.inChannels(), plan.latentH, plan.latentW};
         try (Tensor original = Tensor.of(init, shape); Tensor noise = g.randn(shape);
              Tensor noised = scheduler.addNoise(original, noise, begin)) {
             return noised.toFloatArray();
@@ -886,13 +1005,13 @@ final class SdxlEngine implements AutoCloseable {
 
     /** latents / scaling_factor -> VAE decode -> watermark -> (x / 2 + 0.5).clamp(0, 1) as [N, H, W, 3]. */
     private float[] decode(float[] latents, long[] shape, Plan plan, GenerationRequest r) {
-        float sf = (float) vae.config().scalingFactor();
+        float sf = (float) vaeConfig.scalingFactor();
         float[] z = new float[latents.length];
         for (int i = 0; i < z.length; i++) {
             z[i] = latents[i] / sf;
         }
         float[] img;
-        try (Tensor zt = Tensor.of(z, shape); Tensor decoded = vae.decode(zt)) {
+        try (Tensor zt = Tensor.of(z, shape); VaeUse use = new VaeUse(vae); Tensor decoded = use.model.decode(zt)) {
             img = decoded.toFloatArray();
         }
         int n = (int) shape[0];
@@ -911,6 +1030,22 @@ final class SdxlEngine implements AutoCloseable {
             }
         }
         return out;
+    }
+
+    /** The VAE for one encode or decode (try-with-resources: released after). */
+    private static final class VaeUse implements AutoCloseable {
+        final AutoencoderKL model;
+        private final Slot<AutoencoderKL> slot;
+
+        VaeUse(Slot<AutoencoderKL> slot) {
+            this.slot = slot;
+            this.model = slot.acquire();
+        }
+
+        @Override
+        public void close() {
+            slot.release();
+        }
     }
 
     // ============================================================================================== lifetime

@@ -160,6 +160,24 @@ class PipelineBehaviourTest {
     }
 
     @Test
+    void modelOffloadLoadsEachComponentOnlyWhileItRunsAndGivesTheSameImage() {
+        try (StableDiffusionXL offloaded = StableDiffusionXL.load(baseFolder, PipelineOptions.defaults().withCpuOffload(true))) {
+            SdxlEngine e = offloaded.engine();
+            assertFalse(e.unet.loaded() || e.vae.loaded() || e.encoders.get(0).slot().loaded(), "nothing resident after load");
+            List<Boolean> unetDuringLoop = new ArrayList<>();
+            GenerationResult r;
+            try (Generator g = Generator.seeded(1)) {
+                r = offloaded.generate(small().build(), g, s -> unetDuringLoop.add(e.unet.loaded() && !e.vae.loaded()
+                        && !e.encoders.get(1).slot().loaded()), null);
+            }
+            assertEquals(List.of(true, true, true), unetDuringLoop, "only the UNet is resident during the loop");
+            assertFalse(e.unet.loaded() || e.vae.loaded() || e.encoders.get(1).slot().loaded(), "all released after");
+            assertArrayEquals(base.generate(small().build()).pixels(), r.pixels(), 0f);
+        }
+        assertTrue(base.engine().unet.loaded(), "without offload the UNet stays loaded");
+    }
+
+    @Test
     void sameSeedSameImageAndTheGeneratorContinues() {
         GenerationResult a = base.generate(small().build());
         GenerationResult b = base.generate(small().build());
@@ -232,10 +250,15 @@ class PipelineBehaviourTest {
         GenerationResult off = base.generate(small().size(256, 256).steps(1).watermark(false).build());
         assertNotEquals(0.0, ReferenceData.maxAbsDiff(on.pixels(), off.pixels()));
         assertArrayEquals(on.latents(), off.latents(), 0f);
-        // CUDA is refused clearly while the CUDA backend cannot run models
-        SdxlException cuda = assertThrows(SdxlException.class,
-                () -> StableDiffusionXL.load(baseFolder, PipelineOptions.defaults().withDevice(Device.CUDA)));
-        assertEquals(ErrorCode.UNSUPPORTED, cuda.code());
+        // CUDA without a device (this machine) is a clear DEVICE_ERROR, and fp16 on the CPU is refused
+        if (!Sdxl4j.cudaAvailable()) {
+            SdxlException cuda = assertThrows(SdxlException.class,
+                    () -> StableDiffusionXL.load(baseFolder, PipelineOptions.defaults().withDevice(Device.CUDA)));
+            assertEquals(ErrorCode.DEVICE_ERROR, cuda.code());
+        }
+        SdxlException half = assertThrows(SdxlException.class,
+                () -> StableDiffusionXL.load(baseFolder, PipelineOptions.defaults().withDtype(DType.F16)));
+        assertEquals(ErrorCode.UNSUPPORTED, half.code());
     }
 
     /** Step-0 conditioning, as PipelineReferenceTest records it. */

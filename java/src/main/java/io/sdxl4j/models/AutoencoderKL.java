@@ -23,12 +23,20 @@ public final class AutoencoderKL implements AutoCloseable {
     }
 
     public static AutoencoderKL load(Path dir, String variant) {
+        return load(dir, variant, io.sdxl4j.Device.CPU, io.sdxl4j.DType.F32);
+    }
+
+    /**
+     * Loads onto a device computing in {@code dtype} (CPU: F32 only; CUDA: F32, F16 or BF16). Inputs may live
+     * anywhere; outputs come back as F32 CPU tensors.
+     */
+    public static AutoencoderKL load(Path dir, String variant, io.sdxl4j.Device device, io.sdxl4j.DType dtype) {
         VaeConfig config = VaeConfig.read(dir.resolve("config.json"));
         List<Path> files = WeightFiles.resolve(dir, "diffusion_pytorch_model", variant);
         Sdxl4j.load();
         return Native.call(() -> {
             try (NativeVaeConfig c = config.toNative(); StringVector f = WeightFiles.toNative(files)) {
-                return new AutoencoderKL(NativeVaeModel.load(c, f), config);
+                return new AutoencoderKL(NativeVaeModel.load(c, f, device.code(), dtype.code()), config);
             }
         });
     }

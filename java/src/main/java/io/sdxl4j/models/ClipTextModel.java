@@ -25,12 +25,20 @@ public final class ClipTextModel implements AutoCloseable {
 
     /** Loads {@code dir/config.json} and {@code dir/model[.variant].safetensors} (variant null for the default files). */
     public static ClipTextModel load(Path dir, String variant) {
+        return load(dir, variant, io.sdxl4j.Device.CPU, io.sdxl4j.DType.F32);
+    }
+
+    /**
+     * Loads onto a device computing in {@code dtype} (CPU: F32 only; CUDA: F32, F16 or BF16). Inputs may live
+     * anywhere; outputs come back as F32 CPU tensors.
+     */
+    public static ClipTextModel load(Path dir, String variant, io.sdxl4j.Device device, io.sdxl4j.DType dtype) {
         ClipTextConfig config = ClipTextConfig.read(dir.resolve("config.json"));
         List<Path> files = WeightFiles.resolve(dir, "model", variant);
         Sdxl4j.load();
         return Native.call(() -> {
             try (NativeClipTextConfig c = config.toNative(); StringVector f = WeightFiles.toNative(files)) {
-                return new ClipTextModel(NativeClipTextModel.load(c, f), config);
+                return new ClipTextModel(NativeClipTextModel.load(c, f, device.code(), dtype.code()), config);
             }
         });
     }

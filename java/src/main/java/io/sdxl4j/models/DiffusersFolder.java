@@ -87,15 +87,31 @@ public final class DiffusersFolder {
         return ClipTextModel.load(component("text_encoder", "CLIPTextModel"), variant);
     }
 
+    public ClipTextModel textEncoder(String variant, io.sdxl4j.Device device, io.sdxl4j.DType dtype) {
+        return ClipTextModel.load(component("text_encoder", "CLIPTextModel"), variant, device, dtype);
+    }
+
     public ClipTextModel textEncoder2(String variant) {
         return ClipTextModel.load(component("text_encoder_2", "CLIPTextModelWithProjection"), variant);
+    }
+
+    public ClipTextModel textEncoder2(String variant, io.sdxl4j.Device device, io.sdxl4j.DType dtype) {
+        return ClipTextModel.load(component("text_encoder_2", "CLIPTextModelWithProjection"), variant, device, dtype);
     }
 
     public UNet2DConditionModel unet(String variant) {
         return UNet2DConditionModel.load(component("unet", "UNet2DConditionModel"), variant);
     }
 
+    public UNet2DConditionModel unet(String variant, io.sdxl4j.Device device, io.sdxl4j.DType dtype) {
+        return UNet2DConditionModel.load(component("unet", "UNet2DConditionModel"), variant, device, dtype);
+    }
+
     public AutoencoderKL vae(String variant) {
         return AutoencoderKL.load(component("vae", "AutoencoderKL"), variant);
+    }
+
+    public AutoencoderKL vae(String variant, io.sdxl4j.Device device, io.sdxl4j.DType dtype) {
+        return AutoencoderKL.load(component("vae", "AutoencoderKL"), variant, device, dtype);
     }
 }
