@@ -1,5 +1,6 @@
 package io.sdxl4j;
 
+import io.sdxl4j.images.GenerationParameters;
 import io.sdxl4j.images.Images;
 import java.awt.image.BufferedImage;
 import java.util.ArrayList;
@@ -18,9 +19,11 @@ public final class GenerationResult {
     private final long seed;
     private final double[] timesteps;
     private final String schedulerName;
+    private final GenerationRequest request;
 
     GenerationResult(float[] latents, long[] latentShape, float[] pixels, int height, int width, long seed,
-                     double[] timesteps, String schedulerName) {
+                     double[] timesteps, String schedulerName, GenerationRequest request) {
+        this.request = request;
         this.latents = latents;
         this.latentShape = latentShape;
         this.pixels = pixels;
@@ -109,6 +112,37 @@ public final class GenerationResult {
     /** The scheduler that ran, e.g. "EulerDiscreteScheduler" or an AUTOMATIC1111 name for a chosen kind. */
     public String schedulerName() {
         return schedulerName;
+    }
+
+    /** The request this result answers. */
+    public GenerationRequest request() {
+        return request;
+    }
+
+    /**
+     * AUTOMATIC1111's generation parameters of image i (what its PNG "parameters" chunk holds): the prompt of
+     * that image's batch item, the negative prompt, steps, sampler, CFG scale, seed, size and this library's
+     * version; add fields such as the model name with {@code toBuilder}-style extras before writing if needed.
+     */
+    public GenerationParameters parameters(int i) {
+        GenerationParameters.Builder p = GenerationParameters.builder().steps(request.steps()).sampler(schedulerName)
+                .cfgScale(request.guidanceScale()).seed(seed).size(width, height).version("sdxl4j " + Sdxl4j.version());
+        int perPrompt = Math.max(1, request.imagesPerPrompt());
+        if (request.prompt() != null) {
+            p.prompt(request.prompt().get(Math.min(request.prompt().size() - 1, i / perPrompt)));
+        }
+        if (request.negativePrompt() != null) {
+            p.negativePrompt(request.negativePrompt().get(Math.min(request.negativePrompt().size() - 1, i / perPrompt)));
+        }
+        if (request.image() != null && request.denoisingStart() == null) {
+            p.denoisingStrength(request.strength());
+        }
+        return p.build();
+    }
+
+    /** Writes image i as a PNG carrying {@link #parameters(int)} in its "parameters" text chunk. */
+    public void savePng(int i, java.nio.file.Path file) {
+        Images.writePng(image(i), file, java.util.Map.of("parameters", parameters(i).toInfotext()));
     }
 
     private void requireImages() {

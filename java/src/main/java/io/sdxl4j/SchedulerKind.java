@@ -48,6 +48,14 @@ public enum SchedulerKind {
         this.comfyName = comfyName;
     }
 
+    /**
+     * The scheduler classes an SDXL pipeline can swap in (diffusers' {@code pipeline.scheduler.compatibles}): all
+     * 14, each runnable with {@code scheduler(fromName(className))} or any kind of that class.
+     */
+    public static java.util.List<String> compatibles() {
+        return java.util.Arrays.stream(values()).map(SchedulerKind::diffusersClass).distinct().sorted().toList();
+    }
+
     /** The diffusers class, e.g. "DPMSolverMultistepScheduler". */
     public String diffusersClass() {
         return diffusersClass;

@@ -424,11 +424,11 @@ final class SdxlEngine implements AutoCloseable {
             }
 
             if (r.output() == GenerationRequest.Output.LATENT) {
-                return new GenerationResult(finalLatents, latentShape, null, plan.height, plan.width, seed, used, schedulerName);
+                return new GenerationResult(finalLatents, latentShape, null, plan.height, plan.width, seed, used, schedulerName, r);
             }
             token.throwIfCancelled("before decoding");
             float[] pixels = decode(finalLatents, latentShape, plan, r);
-            return new GenerationResult(finalLatents, latentShape, pixels, plan.height, plan.width, seed, used, schedulerName);
+            return new GenerationResult(finalLatents, latentShape, pixels, plan.height, plan.width, seed, used, schedulerName, r);
         } finally {
             if (ownedGenerator != null) {
                 ownedGenerator.close();

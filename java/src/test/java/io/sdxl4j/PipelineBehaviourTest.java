@@ -178,6 +178,21 @@ class PipelineBehaviourTest {
     }
 
     @Test
+    void pngCarriesTheGenerationParameters(@TempDir Path dir) {
+        GenerationResult r = base.generate(small().negativePrompt("blurry, dark").scheduler(SchedulerKind.DPMPP_2M_KARRAS).seed(42L).build());
+        Path png = dir.resolve("out.png");
+        r.savePng(0, png);
+        var p = io.sdxl4j.images.GenerationParameters.parse(io.sdxl4j.images.Images.readPngText(png).get("parameters"));
+        assertEquals("a photo of a cat", p.prompt());
+        assertEquals("blurry, dark", p.negativePrompt());
+        assertEquals(42L, p.seed().getAsLong());
+        assertEquals(3, p.steps().getAsInt());
+        assertEquals("DPM++ 2M Karras", p.sampler().orElseThrow());
+        assertEquals(64, p.width().getAsInt());
+        assertEquals(14, SchedulerKind.compatibles().size());
+    }
+
+    @Test
     void sameSeedSameImageAndTheGeneratorContinues() {
         GenerationResult a = base.generate(small().build());
         GenerationResult b = base.generate(small().build());
