@@ -1,11 +1,15 @@
 // The few device services the core needs from the CUDA backend: memory and copies.
-// Implemented in backends/cuda/cuda_device.cu when built with CUDA, else by backends/cuda/no_cuda.cpp,
+// Implemented in backends/cuda/cuda_device.cu (memory, plain copies) and backends/cuda/cuda_misc.cu (device-side
+// strided copy and dtype conversion) when built with CUDA, else by backends/cuda/no_cuda.cpp,
 // whose functions report UNSUPPORTED. A build with CUDA still runs on a machine without a driver:
 // cuda_available() is then false and nothing else here is called.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
+
+#include "core/dtype.h"
 
 namespace sdxl::device {
 
@@ -17,5 +21,14 @@ void cuda_free(void* ptr) noexcept;
 void copy_host_to_device(void* dst, const void* src, size_t nbytes);
 void copy_device_to_host(void* dst, const void* src, size_t nbytes);
 void copy_device_to_device(void* dst, const void* src, size_t nbytes);
+
+// Kernels on the backend's stream (asynchronous; later copies to the host wait for them). Both pointers on the
+// device, not overlapping; strides in elements.
+// dst (contiguous, `shape`) <- the strided view at src, elements of `dtype` (any dtype, any ndim, bit copy).
+void cuda_strided_copy(void* dst, const void* src, DType dtype, int ndim, const int64_t* shape,
+                       const int64_t* src_strides);
+// dst[i] <- src[i] converted, n contiguous elements; F32/F16/BF16/I64 either side, float narrowing rounds to
+// nearest even exactly like core/half.h (NaN -> canonical quiet NaN), I64 -> float rounds, float -> I64 truncates.
+void cuda_convert(void* dst, DType dst_dtype, const void* src, DType src_dtype, int64_t n);
 
 }  // namespace sdxl::device

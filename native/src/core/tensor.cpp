@@ -261,9 +261,12 @@ Tensor Tensor::unsqueeze(int d) const {
 
 Tensor Tensor::clone() const {
     if (device() != Device::CPU) {
-        if (!is_contiguous()) return to(Device::CPU).to(device());  // to(CPU) gathers strided views
         Tensor out = empty(shape_, dtype_, device());
-        device::copy_device_to_device(out.raw_data(), raw_data(), size_t(numel()) * dtype_size(dtype_));
+        if (is_contiguous()) {
+            device::copy_device_to_device(out.raw_data(), raw_data(), size_t(numel()) * dtype_size(dtype_));
+        } else if (numel() > 0) {  // a strided view: gathered by a kernel, on the device
+            device::cuda_strided_copy(out.raw_data(), raw_data(), dtype_, dim(), shape_.data(), strides_.data());
+        }
         return out;
     }
     Tensor out = empty(shape_, dtype_, Device::CPU);
@@ -277,7 +280,12 @@ Tensor Tensor::reshape(const Shape& shape) const { return contiguous().view(shap
 
 Tensor Tensor::to(DType dtype) const {
     if (dtype == dtype_) return *this;
-    if (device() != Device::CPU) return to(Device::CPU).to(dtype).to(device());
+    if (device() != Device::CPU) {  // converted by a kernel, on the device
+        Tensor src = contiguous();
+        Tensor out = empty(shape_, dtype, device());
+        if (numel() > 0) device::cuda_convert(out.raw_data(), dtype, src.raw_data(), dtype_, numel());
+        return out;
+    }
     Tensor out = empty(shape_, dtype, Device::CPU);
     copy_cpu(*this, out);
     return out;
@@ -291,18 +299,11 @@ Tensor Tensor::to(Device target) const {
         device::copy_host_to_device(out.raw_data(), src.raw_data(), size_t(numel()) * dtype_size(dtype_));
         return out;
     }
-    if (is_contiguous()) {
-        Tensor out = empty(shape_, dtype_, target);
-        device::copy_device_to_host(out.raw_data(), raw_data(), size_t(numel()) * dtype_size(dtype_));
-        return out;
-    }
-    // A strided device view: bring the span of storage it covers to the host, then gather there.
-    // (Never via contiguous() on the device, which would come back here.)
-    int64_t span = 1;
-    for (int i = 0; i < dim(); ++i) span += (shape_[i] - 1) * strides_[i];
-    auto host = Storage::allocate(size_t(span) * dtype_size(dtype_), Device::CPU);
-    device::copy_device_to_host(host->data(), raw_data(), size_t(span) * dtype_size(dtype_));
-    return from_storage(host, 0, shape_, strides_, dtype_).contiguous();
+    // A strided device view is gathered on the device first (contiguous() runs a kernel there), then copied.
+    const Tensor src = contiguous();
+    Tensor out = empty(shape_, dtype_, target);
+    device::copy_device_to_host(out.raw_data(), src.raw_data(), size_t(numel()) * dtype_size(dtype_));
+    return out;
 }
 
 std::string Tensor::describe() const {

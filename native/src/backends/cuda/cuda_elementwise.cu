@@ -1,69 +1,161 @@
+// Elementwise kernels: broadcasting binary ops by strides, unary activations, GEGLU. Storage F32/F16/BF16,
+// math in float with the CPU backend's formulas (same association order; products and sums that the CPU
+// rounds separately are kept separate with __fmul_rn/__fadd_rn where a fused a*b+c would change the F32 result).
 #include <cuda_runtime.h>
 
 #include "backends/cuda/cuda_check.cuh"
 #include "backends/cuda/cuda_context.cuh"
 #include "backends/cuda/cuda_elementwise.cuh"
+#include "backends/cuda/cuda_kernel_util.cuh"
 
 namespace sdxl::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
+// ------------------------------------------------------------------------------------------- binary
 
-inline unsigned blocks_for(int64_t n) {
-    int64_t b = (n + kThreads - 1) / kThreads;
-    return unsigned(b < 65535 * 16 ? b : 65535 * 16);  // grid-stride loops cover the rest
-}
+struct BinaryKernelParams {
+    const void* a;
+    const void* b;
+    void* out;
+    int64_t numel;
+    int ndim;  // >= 1 after merging
+    int64_t shape[kMaxDims];
+    int64_t a_strides[kMaxDims];
+    int64_t b_strides[kMaxDims];
+};
 
-template <BinaryOp Op>
-__global__ void binary_kernel(BinaryParams p) {
-    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < p.numel;
-         i += int64_t(gridDim.x) * blockDim.x) {
+template <BinaryOp Op, typename T>
+__global__ void binary_kernel(BinaryKernelParams p) {
+    const T* a = static_cast<const T*>(p.a);
+    const T* b = static_cast<const T*>(p.b);
+    T* out = static_cast<T*>(p.out);
+    for (int64_t i = gs_begin(); i < p.numel; i += gs_stride()) {
         int64_t rem = i, ia = 0, ib = 0;
-        for (int d = p.ndim - 1; d >= 0; --d) {
-            int64_t idx = rem % p.shape[d];
-            rem /= p.shape[d];
+        for (int d = p.ndim - 1; d > 0; --d) {
+            const int64_t q = rem / p.shape[d];
+            const int64_t idx = rem - q * p.shape[d];
+            rem = q;
             ia += idx * p.a_strides[d];
             ib += idx * p.b_strides[d];
         }
-        float x = p.a[ia], y = p.b[ib];
-        p.out[i] = Op == BinaryOp::ADD ? x + y : Op == BinaryOp::SUB ? x - y : x * y;
+        ia += rem * p.a_strides[0];  // rem < shape[0] since i < numel: no division for the outermost dim
+        ib += rem * p.b_strides[0];
+        const float x = load_f(a + ia), y = load_f(b + ib);
+        store_f(out + i, Op == BinaryOp::ADD ? x + y : Op == BinaryOp::SUB ? x - y : x * y);
     }
 }
 
-__global__ void scale_kernel(const float* x, float* out, int64_t n, float alpha, float beta) {
-    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-        out[i] = alpha * x[i] + beta;
+// ------------------------------------------------------------------------------------------- unary
+
+__device__ __forceinline__ float gelu_erf(float v) { return v * 0.5f * (1.0f + erff(v * 0.70710678118654752f)); }
+
+template <UnaryOp Op>
+__device__ __forceinline__ float unary_f(float v, float alpha, float beta) {
+    if (Op == UnaryOp::SCALE) return __fadd_rn(__fmul_rn(alpha, v), beta);  // unfused, as the CPU's alpha*v+beta
+    if (Op == UnaryOp::SILU) return v / (1.0f + expf(-v));
+    if (Op == UnaryOp::GELU) return gelu_erf(v);
+    if (Op == UnaryOp::GELU_TANH) {
+        const float kBeta = 0.79788456080286536f;  // sqrt(2 / pi)
+        const float kKappa = 0.044715f;
+        const float cube = __fmul_rn(__fmul_rn(__fmul_rn(kKappa, v), v), v);
+        const float inner = __fmul_rn(kBeta, __fadd_rn(v, cube));
+        return 0.5f * v * (1.0f + tanhf(inner));
+    }
+    return v / (1.0f + expf(-1.702f * v));  // QUICK_GELU
 }
 
-__global__ void silu_kernel(const float* x, float* out, int64_t n) {
-    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-        float v = x[i];
-        out[i] = v / (1.0f + expf(-v));
+template <UnaryOp Op, typename T>
+__global__ void unary_kernel(const T* x, T* out, int64_t n, float alpha, float beta) {
+    for (int64_t i = gs_begin(); i < n; i += gs_stride()) store_f(out + i, unary_f<Op>(load_f(x + i), alpha, beta));
+}
+
+template <typename T>
+__global__ void geglu_kernel(const T* x, T* out, int64_t rows, int64_t d) {
+    const int64_t n = rows * d;
+    for (int64_t i = gs_begin(); i < n; i += gs_stride()) {
+        const int64_t r = i / d, c = i - r * d;
+        const T* row = x + r * 2 * d;
+        store_f(out + i, load_f(row + c) * gelu_erf(load_f(row + d + c)));
     }
+}
+
+template <UnaryOp Op>
+void launch_unary_op(const UnaryParams& p) {
+    dispatch_float(p.dtype, "unary op", [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        unary_kernel<Op, T><<<grid_for(p.n), kThreads, 0, stream()>>>(static_cast<const T*>(p.x),
+                                                                       static_cast<T*>(p.out), p.n, p.alpha, p.beta);
+    });
+}
+
+template <BinaryOp Op>
+void launch_binary_op(const BinaryKernelParams& k, DType dtype) {
+    dispatch_float(dtype, "binary op", [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        binary_kernel<Op, T><<<grid_for(k.numel), kThreads, 0, stream()>>>(k);
+    });
 }
 
 }  // namespace
 
 void launch_binary(const BinaryParams& p, BinaryOp op) {
     if (p.numel == 0) return;
+    // Merge dims (outermost first): drop size-1 dims, fold a dim into the previous one when both operands step
+    // through the pair as one run (e.g. contiguous + contiguous becomes 1-D, no division per element).
+    BinaryKernelParams k{};
+    k.a = p.a;
+    k.b = p.b;
+    k.out = p.out;
+    k.numel = p.numel;
+    int nd = 0;
+    for (int d = 0; d < p.ndim; ++d) {
+        const int64_t n = p.shape[d];
+        if (n == 1) continue;
+        if (nd > 0 && k.a_strides[nd - 1] == p.a_strides[d] * n && k.b_strides[nd - 1] == p.b_strides[d] * n) {
+            k.shape[nd - 1] *= n;
+            k.a_strides[nd - 1] = p.a_strides[d];
+            k.b_strides[nd - 1] = p.b_strides[d];
+        } else {
+            k.shape[nd] = n;
+            k.a_strides[nd] = p.a_strides[d];
+            k.b_strides[nd] = p.b_strides[d];
+            ++nd;
+        }
+    }
+    if (nd == 0) {  // a single element
+        k.shape[0] = 1;
+        k.a_strides[0] = k.b_strides[0] = 0;
+        nd = 1;
+    }
+    k.ndim = nd;
     switch (op) {
-        case BinaryOp::ADD: binary_kernel<BinaryOp::ADD><<<blocks_for(p.numel), kThreads, 0, stream()>>>(p); break;
-        case BinaryOp::SUB: binary_kernel<BinaryOp::SUB><<<blocks_for(p.numel), kThreads, 0, stream()>>>(p); break;
-        case BinaryOp::MUL: binary_kernel<BinaryOp::MUL><<<blocks_for(p.numel), kThreads, 0, stream()>>>(p); break;
+        case BinaryOp::ADD: launch_binary_op<BinaryOp::ADD>(k, p.dtype); break;
+        case BinaryOp::SUB: launch_binary_op<BinaryOp::SUB>(k, p.dtype); break;
+        case BinaryOp::MUL: launch_binary_op<BinaryOp::MUL>(k, p.dtype); break;
     }
     SDXL_CUDA_CHECK(cudaGetLastError());
 }
 
-void launch_scale(const float* x, float* out, int64_t n, float alpha, float beta) {
-    if (n == 0) return;
-    scale_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(x, out, n, alpha, beta);
+void launch_unary(const UnaryParams& p, UnaryOp op) {
+    if (p.n == 0) return;
+    switch (op) {
+        case UnaryOp::SCALE: launch_unary_op<UnaryOp::SCALE>(p); break;
+        case UnaryOp::SILU: launch_unary_op<UnaryOp::SILU>(p); break;
+        case UnaryOp::GELU: launch_unary_op<UnaryOp::GELU>(p); break;
+        case UnaryOp::GELU_TANH: launch_unary_op<UnaryOp::GELU_TANH>(p); break;
+        case UnaryOp::QUICK_GELU: launch_unary_op<UnaryOp::QUICK_GELU>(p); break;
+    }
     SDXL_CUDA_CHECK(cudaGetLastError());
 }
 
-void launch_silu(const float* x, float* out, int64_t n) {
-    if (n == 0) return;
-    silu_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(x, out, n);
+void launch_geglu(const GegluParams& p) {
+    if (p.rows == 0 || p.d == 0) return;
+    dispatch_float(p.dtype, "geglu", [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        geglu_kernel<T><<<grid_for(p.rows * p.d), kThreads, 0, stream()>>>(static_cast<const T*>(p.x),
+                                                                            static_cast<T*>(p.out), p.rows, p.d);
+    });
     SDXL_CUDA_CHECK(cudaGetLastError());
 }
 
