@@ -9,7 +9,9 @@
 // Resource usage (nvcc 13.0, -O3 -Xptxas -v, sm_90; the same for F32/F16/BF16), no spills:
 //   flash D = 32: 143 registers, 16640 B smem     D = 40: 150 registers, 20736 B smem
 //   flash D = 64: 207 registers, 33024 B smem     D = 80: 245 registers, 41216 B smem
-//   simple: 64 registers, 16 B static smem + (D + Dv + 128) * 4 B dynamic
+//   simple: 64 registers (F16: 8 B spill), 16 B static smem + (D + Dv + 128) * 4 B dynamic
+// sm_80: flash D = 32/40/64/80: 140/168/210/244 registers, same smem, no spills; simple 64-72 registers
+// (F32/BF16: ~24 B spill stores; simple path only).
 // At 207 registers x 128 threads, D = 64 fits 2 blocks (8 warps) per SM: latency is hidden by the 16-key
 // chunks' independent FMAs rather than by occupancy.
 #include <cuda_runtime.h>
