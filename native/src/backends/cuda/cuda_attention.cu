@@ -1,0 +1,149 @@
+// CUDA attention kernels: thin shells over the per-thread routines of cuda_attention_tile.h (which also run
+// on the CPU, see cuda_attention_host.h), plus the dispatch on dtype x head size.
+//
+// Flash kernel: grid = B * H * ceil(Lq / 128) blocks (1-D, (b, h)-major so the row blocks of one head share
+// K/V in L2), 128 threads, one query row per thread; static shared memory per FlashTiles<D> (<= 40.25 KiB).
+// Simple kernel: grid = B * H * Lq blocks, 128 threads, dynamic shared memory (D + Dv + 128) floats
+// (opted in above 48 KiB).
+//
+// Resource usage (nvcc 13.0, -O3 -Xptxas -v, sm_90; the same for F32/F16/BF16), no spills:
+//   flash D = 32: 143 registers, 16640 B smem     D = 40: 150 registers, 20736 B smem
+//   flash D = 64: 207 registers, 33024 B smem     D = 80: 245 registers, 41216 B smem
+//   simple: 64 registers (F16: 8 B spill), 16 B static smem + (D + Dv + 128) * 4 B dynamic
+// sm_80: flash D = 32/40/64/80: 140/168/210/244 registers, same smem, no spills; simple 64-72 registers
+// (F32/BF16: ~24 B spill stores; simple path only).
+// At 207 registers x 128 threads, D = 64 fits 2 blocks (8 warps) per SM: latency is hidden by the 16-key
+// chunks' independent FMAs rather than by occupancy.
+#include <cuda_runtime.h>
+
+#include "backends/cuda/cuda_attention.cuh"
+#include "backends/cuda/cuda_check.cuh"
+#include "backends/cuda/cuda_context.cuh"
+#include "core/error.h"
+
+namespace sdxl::cuda {
+
+namespace {
+
+using namespace attn;
+
+template <class E, int D>
+__global__ void __launch_bounds__(FlashTiles<D>::kRows) flash_kernel(AttnParams p, int64_t row_blocks) {
+    using Tiles = FlashTiles<D>;
+    __shared__ FlashShared<D> sh;
+    const int64_t blk = blockIdx.x;
+    const int64_t bh = blk / row_blocks, row0 = (blk % row_blocks) * Tiles::kRows;
+    const int tid = int(threadIdx.x);
+    FlashRow<E, D> r;
+    r.init(p, bh, row0 + tid);
+    const int64_t kend = flash_key_end(p, row0, Tiles::kRows);
+    for (int64_t k0 = 0; k0 < kend; k0 += Tiles::kKeys) {
+        __syncthreads();  // every thread is done with the previous tile
+        flash_load_tile<E, D>(p, sh, bh, k0, tid, Tiles::kRows);
+        __syncthreads();
+        r.step(p, sh, k0, int(kend - k0 < Tiles::kKeys ? kend - k0 : Tiles::kKeys));
+    }
+    r.finish(p, bh);
+}
+
+// Max or sum of x over the block (all threads get the result). `red` holds one float per warp.
+template <bool kMax>
+__device__ float block_reduce(float x, float* red) {
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) {
+        const float y = __shfl_xor_sync(0xffffffffu, x, off);
+        x = kMax ? attn_max(x, y) : x + y;
+    }
+    __syncthreads();  // a previous reduction's readers are done with red
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = x;
+    __syncthreads();
+    x = red[0];
+    for (int w = 1; w < int(blockDim.x >> 5); ++w) x = kMax ? attn_max(x, red[w]) : x + red[w];
+    return x;
+}
+
+template <class E>
+__global__ void __launch_bounds__(kSimpleThreads) simple_kernel(AttnParams p) {
+    extern __shared__ float smem[];
+    __shared__ float red[kSimpleThreads / 32];
+    const SimpleShared sh{smem, smem + p.D, smem + p.D + p.Dv};
+    const int64_t blk = blockIdx.x;
+    const int64_t bh = blk / p.Lq, row = blk % p.Lq;
+    const int tid = int(threadIdx.x);
+    constexpr int nt = kSimpleThreads;
+
+    simple_load_q<E>(p, sh, bh, row, tid, nt);
+    __syncthreads();
+    const float mx = block_reduce<true>(simple_partial_max<E>(p, sh, bh, row, tid, nt), red);
+    float lsum = 0.0f;
+    if (mx != neg_inf()) {  // uniform over the block
+        const int64_t nk = simple_key_end(p, row);
+        for (int64_t c0 = 0; c0 < nk; c0 += nt) {
+            lsum += simple_chunk_p<E>(p, sh, bh, row, mx, c0, tid);
+            __syncthreads();  // sh.p complete
+            simple_chunk_acc<E>(p, sh, bh, row, c0, tid, nt);
+            __syncthreads();  // sh.p consumed before the next chunk overwrites it
+        }
+    }
+    const float sum = block_reduce<false>(lsum, red);
+    simple_store<E>(p, sh, bh, row, sum, tid, nt);
+}
+
+constexpr int64_t kMaxGrid = 2147483647;  // gridDim.x limit
+
+template <class E, int D>
+void launch_flash(const AttnParams& p) {
+    using Tiles = FlashTiles<D>;
+    const int64_t row_blocks = (p.Lq + Tiles::kRows - 1) / Tiles::kRows;
+    const int64_t blocks = p.B * p.H * row_blocks;
+    if (blocks > kMaxGrid) fail(ErrorCode::UNSUPPORTED, "attention on cuda: ", blocks, " blocks exceed the grid limit");
+    flash_kernel<E, D><<<unsigned(blocks), Tiles::kRows, 0, stream()>>>(p, row_blocks);
+    SDXL_CUDA_CHECK(cudaGetLastError());
+}
+
+template <class E>
+void launch_simple(const AttnParams& p) {
+    const int64_t blocks = p.B * p.H * p.Lq;
+    if (blocks > kMaxGrid) fail(ErrorCode::UNSUPPORTED, "attention on cuda: ", blocks, " blocks exceed the grid limit");
+    const size_t smem = size_t(p.D + p.Dv + kSimpleThreads) * sizeof(float);
+    if (smem > 48 * 1024) {
+        int dev = 0, max_optin = 0;
+        SDXL_CUDA_CHECK(cudaGetDevice(&dev));
+        SDXL_CUDA_CHECK(cudaDeviceGetAttribute(&max_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+        if (smem > size_t(max_optin))
+            fail(ErrorCode::UNSUPPORTED, "attention on cuda: head sizes D = ", p.D, ", Dv = ", p.Dv,
+                 " need ", smem, " bytes of shared memory, the device allows ", max_optin);
+        SDXL_CUDA_CHECK(cudaFuncSetAttribute(simple_kernel<E>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    }
+    simple_kernel<E><<<unsigned(blocks), kSimpleThreads, smem, stream()>>>(p);
+    SDXL_CUDA_CHECK(cudaGetLastError());
+}
+
+template <class E>
+void launch_typed(const AttnParams& p) {
+    if (p.Dv == p.D) {
+        switch (p.D) {
+            case 32: return launch_flash<E, 32>(p);
+            case 40: return launch_flash<E, 40>(p);
+            case 64: return launch_flash<E, 64>(p);
+            case 80: return launch_flash<E, 80>(p);
+            default: break;
+        }
+    }
+    launch_simple<E>(p);
+}
+
+}  // namespace
+
+bool attention_uses_flash(int D, int Dv) { return D == Dv && flash_head_dim(D); }
+
+void launch_attention(const AttnParams& p, AttnDType dtype) {
+    if (p.B * p.H * p.Lq == 0 || p.Dv == 0) return;  // no output element
+    switch (dtype) {
+        case AttnDType::F32: return launch_typed<ElemF32>(p);
+        case AttnDType::F16: return launch_typed<ElemF16>(p);
+        case AttnDType::BF16: return launch_typed<ElemBF16>(p);
+    }
+}
+
+}  // namespace sdxl::cuda
