@@ -21,6 +21,8 @@ void cuda_free(void* ptr) noexcept;
 void copy_host_to_device(void* dst, const void* src, size_t nbytes);
 void copy_device_to_host(void* dst, const void* src, size_t nbytes);
 void copy_device_to_device(void* dst, const void* src, size_t nbytes);
+// Gives the caching allocator's free blocks back to the driver (no-op without CUDA).
+void cuda_empty_cache();
 
 // Kernels on the backend's stream (asynchronous; later copies to the host wait for them). Both pointers on the
 // device, not overlapping; strides in elements.

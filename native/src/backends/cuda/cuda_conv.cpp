@@ -1,9 +1,312 @@
-// CUDA conv2d (cuDNN): not implemented yet; the entries stay null and ops/ reports UNSUPPORTED.
+// CUDA conv2d on cuDNN 9's legacy convolution API (cudnnConvolutionForward, in libcudnn_cnn; deprecated in
+// favour of the graph API but present and supported in 9.x), loaded at run time (cuda_libs.h).
+//   - NCHW, groups 1, symmetric zero padding, stride per ops.h, dilation 1, cross-correlation (as torch);
+//   - F32 / F16 / BF16 data with fp32 accumulation (compute type CUDNN_DATA_FLOAT);
+//   - F32 uses FMA math only (no TF32) unless SDXL4J_CUDA_TF32=1, like the GEMMs (cuda_gemm.cpp);
+//   - the algorithm is chosen once per shape/dtype (cudnnGetConvolutionForwardAlgorithm_v7, the heuristic, no
+//     benchmarking) and cached; its workspace comes from the caching allocator; if that allocation fails the
+//     best algorithm that needs no workspace is used instead;
+//   - the bias is broadcast into the output first (cuda_bias.cu) and the convolution accumulates onto it
+//     (beta = 1): one rounding of conv + bias to the output dtype.
+// Later optimisation (not done): NHWC tensors for F16/BF16, where cuDNN's tensor-core kernels are faster and
+// need no layout transposes; a fused conv+bias(+activation) graph.
 #include "backends/backend.h"
 #include "backends/cuda/cuda_context.cuh"
+#include "backends/cuda/cuda_libs.h"
+
+#if defined(SDXL_HAVE_CUDNN)
+
+#include <cudnn.h>
+
+#include <climits>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <tuple>
+#include <vector>
+
+#include "backends/cuda/cuda_bias.h"
+#include "core/device.h"
+
+namespace sdxl::cuda {
+
+namespace {
+
+// The entry points we use, resolved with dlsym (the types come from the headers).
+struct Api {
+    decltype(&::cudnnGetVersion) GetVersion;
+    decltype(&::cudnnGetErrorString) GetErrorString;
+    decltype(&::cudnnCreate) Create;
+    decltype(&::cudnnSetStream) SetStream;
+    decltype(&::cudnnCreateTensorDescriptor) CreateTensorDescriptor;
+    decltype(&::cudnnSetTensor4dDescriptor) SetTensor4dDescriptor;
+    decltype(&::cudnnDestroyTensorDescriptor) DestroyTensorDescriptor;
+    decltype(&::cudnnCreateFilterDescriptor) CreateFilterDescriptor;
+    decltype(&::cudnnSetFilter4dDescriptor) SetFilter4dDescriptor;
+    decltype(&::cudnnDestroyFilterDescriptor) DestroyFilterDescriptor;
+    decltype(&::cudnnCreateConvolutionDescriptor) CreateConvolutionDescriptor;
+    decltype(&::cudnnSetConvolution2dDescriptor) SetConvolution2dDescriptor;
+    decltype(&::cudnnSetConvolutionMathType) SetConvolutionMathType;
+    decltype(&::cudnnDestroyConvolutionDescriptor) DestroyConvolutionDescriptor;
+    decltype(&::cudnnGetConvolutionForwardAlgorithmMaxCount) GetConvolutionForwardAlgorithmMaxCount;
+    decltype(&::cudnnGetConvolutionForwardAlgorithm_v7) GetConvolutionForwardAlgorithm_v7;
+    decltype(&::cudnnGetConvolutionForwardWorkspaceSize) GetConvolutionForwardWorkspaceSize;
+    decltype(&::cudnnConvolutionForward) ConvolutionForward;
+};
+
+template <typename Fn>
+void resolve(Fn& fn, const char* name) {
+    fn = reinterpret_cast<Fn>(libs::symbol(libs::cudnn(), name));
+}
+
+Api* g_api = nullptr;  // set once by dnn() before any check can run
+
+const char* status_name(cudnnStatus_t s) { return g_api ? g_api->GetErrorString(s) : "?"; }
+
+bool status_is_oom(cudnnStatus_t s) {
+    return s == CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED ||
+           s == CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED;
+}
+
+// Names the call, file and line; allocation failures are OUT_OF_MEMORY, anything else DEVICE_ERROR.
+#define SDXL_CUDNN_CHECK(call)                                                                               \
+    do {                                                                                                     \
+        const cudnnStatus_t st_ = (call);                                                                    \
+        if (st_ != CUDNN_STATUS_SUCCESS)                                                                     \
+            ::sdxl::cuda::libs::fail_call("cuDNN", int(st_), status_name(st_), status_is_oom(st_), #call,    \
+                                          __FILE__, __LINE__);                                               \
+    } while (0)
+
+// Algorithm choice for one problem: key = N, C, H, W, O, kh, kw, stride, padding, dtype.
+using Key = std::tuple<int, int, int, int, int, int, int, int, int, int>;
+struct Choice {
+    cudnnConvolutionFwdAlgo_t algo;
+    cudnnMathType_t math;
+    size_t workspace;
+    bool has_fallback;  // a workspace-free alternative exists
+    cudnnConvolutionFwdAlgo_t fallback_algo;
+    cudnnMathType_t fallback_math;
+};
+
+struct Dnn {
+    Api api{};
+    cudnnHandle_t handle = nullptr;
+    bool tf32 = false;
+    size_t version = 0;
+    std::mutex mu;  // a cuDNN handle must not be used by two threads at once; also guards the cache
+    std::map<Key, Choice> choices;
+};
+
+Dnn& dnn() {
+    static Dnn* d = [] {
+        libs::require(libs::cudnn(), "conv2d");
+        auto* s = new Dnn();
+        try {
+            Api& a = s->api;
+            resolve(a.GetVersion, "cudnnGetVersion");
+            resolve(a.GetErrorString, "cudnnGetErrorString");
+            resolve(a.Create, "cudnnCreate");
+            resolve(a.SetStream, "cudnnSetStream");
+            resolve(a.CreateTensorDescriptor, "cudnnCreateTensorDescriptor");
+            resolve(a.SetTensor4dDescriptor, "cudnnSetTensor4dDescriptor");
+            resolve(a.DestroyTensorDescriptor, "cudnnDestroyTensorDescriptor");
+            resolve(a.CreateFilterDescriptor, "cudnnCreateFilterDescriptor");
+            resolve(a.SetFilter4dDescriptor, "cudnnSetFilter4dDescriptor");
+            resolve(a.DestroyFilterDescriptor, "cudnnDestroyFilterDescriptor");
+            resolve(a.CreateConvolutionDescriptor, "cudnnCreateConvolutionDescriptor");
+            resolve(a.SetConvolution2dDescriptor, "cudnnSetConvolution2dDescriptor");
+            resolve(a.SetConvolutionMathType, "cudnnSetConvolutionMathType");
+            resolve(a.DestroyConvolutionDescriptor, "cudnnDestroyConvolutionDescriptor");
+            resolve(a.GetConvolutionForwardAlgorithmMaxCount, "cudnnGetConvolutionForwardAlgorithmMaxCount");
+            resolve(a.GetConvolutionForwardAlgorithm_v7, "cudnnGetConvolutionForwardAlgorithm_v7");
+            resolve(a.GetConvolutionForwardWorkspaceSize, "cudnnGetConvolutionForwardWorkspaceSize");
+            resolve(a.ConvolutionForward, "cudnnConvolutionForward");
+            s->version = a.GetVersion();
+            if (s->version / 10000 != CUDNN_MAJOR)
+                fail(ErrorCode::DEVICE_ERROR, "cuDNN ", s->version, " loaded from ", libs::cudnn().path,
+                     " is not the major version ", CUDNN_MAJOR, " this library was compiled against");
+            g_api = &s->api;
+            SDXL_CUDNN_CHECK(a.Create(&s->handle));
+            SDXL_CUDNN_CHECK(a.SetStream(s->handle, stream()));
+            const char* t = std::getenv("SDXL4J_CUDA_TF32");
+            s->tf32 = t && t[0] == '1';
+        } catch (...) {
+            if (g_api == &s->api) g_api = nullptr;
+            delete s;
+            throw;
+        }
+        return s;
+    }();
+    return *d;
+}
+
+// Descriptors of one call, destroyed on every path.
+struct Descriptors {
+    const Api& api;
+    cudnnTensorDescriptor_t x = nullptr, y = nullptr;
+    cudnnFilterDescriptor_t w = nullptr;
+    cudnnConvolutionDescriptor_t conv = nullptr;
+    explicit Descriptors(const Api& a) : api(a) {
+        SDXL_CUDNN_CHECK(api.CreateTensorDescriptor(&x));
+        SDXL_CUDNN_CHECK(api.CreateTensorDescriptor(&y));
+        SDXL_CUDNN_CHECK(api.CreateFilterDescriptor(&w));
+        SDXL_CUDNN_CHECK(api.CreateConvolutionDescriptor(&conv));
+    }
+    ~Descriptors() {
+        if (conv) (void)api.DestroyConvolutionDescriptor(conv);
+        if (w) (void)api.DestroyFilterDescriptor(w);
+        if (y) (void)api.DestroyTensorDescriptor(y);
+        if (x) (void)api.DestroyTensorDescriptor(x);
+    }
+    Descriptors(const Descriptors&) = delete;
+    Descriptors& operator=(const Descriptors&) = delete;
+};
+
+// Device workspace from the caching allocator, returned on every path (stream-ordered reuse is safe).
+struct Workspace {
+    void* ptr = nullptr;
+    ~Workspace() { device::cuda_free(ptr); }
+};
+
+cudnnDataType_t data_type(DType t) {
+    switch (t) {
+        case DType::F32: return CUDNN_DATA_FLOAT;
+        case DType::F16: return CUDNN_DATA_HALF;
+        case DType::BF16: return CUDNN_DATA_BFLOAT16;
+        default: break;
+    }
+    fail(ErrorCode::UNSUPPORTED, "conv2d on CUDA supports F32, F16 and BF16, not ", dtype_name(t));
+}
+
+int to_int(int64_t v, const char* what) {
+    if (v < 0 || v > INT_MAX) fail(ErrorCode::UNSUPPORTED, "conv2d on CUDA: ", what, " = ", v, " exceeds int range");
+    return int(v);
+}
+
+// Math types allowed for a dtype: no down-conversion ever; no tensor cores for F32 unless TF32 is allowed.
+bool math_allowed(cudnnMathType_t m, DType dt, bool tf32) {
+    if (m == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) return false;
+    if (dt == DType::F32 && !tf32 && m == CUDNN_TENSOR_OP_MATH) return false;
+    return true;
+}
+
+Choice choose(Dnn& d, const Descriptors& ds, DType dt, const Tensor& x) {
+    int max_count = 0;
+    SDXL_CUDNN_CHECK(d.api.GetConvolutionForwardAlgorithmMaxCount(d.handle, &max_count));
+    std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(size_t(max_count > 0 ? max_count : 1));
+    int returned = 0;
+    SDXL_CUDNN_CHECK(d.api.GetConvolutionForwardAlgorithm_v7(d.handle, ds.x, ds.w, ds.conv, ds.y, int(perf.size()),
+                                                             &returned, perf.data()));
+    Choice c{};
+    bool found = false;
+    for (int i = 0; i < returned; ++i) {
+        const auto& p = perf[size_t(i)];
+        if (p.status != CUDNN_STATUS_SUCCESS || !math_allowed(p.mathType, dt, d.tf32)) continue;
+        if (!found) {
+            c.algo = p.algo;
+            c.math = p.mathType;
+            found = true;
+        } else if (p.memory == 0 && !c.has_fallback) {
+            c.has_fallback = true;
+            c.fallback_algo = p.algo;
+            c.fallback_math = p.mathType;
+        }
+        if (found && c.has_fallback) break;
+    }
+    if (!found)
+        fail(ErrorCode::UNSUPPORTED, "conv2d on CUDA: cuDNN ", d.version, " offers no algorithm for ", x.describe(),
+             " (", returned, " candidates, none usable)");
+    return c;
+}
+
+// x [N, C, H, W] * w [O, C, kh, kw] (+ b [O]) -> [N, O, Ho, Wo]
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int padding) {
+    const int64_t N = x.shape()[0], C = x.shape()[1], H = x.shape()[2], W = x.shape()[3];
+    const int64_t O = w.shape()[0], kh = w.shape()[2], kw = w.shape()[3];
+    const int64_t Ho = (H + 2 * int64_t(padding) - kh) / stride + 1, Wo = (W + 2 * int64_t(padding) - kw) / stride + 1;
+    const DType dt = x.dtype();
+    const cudnnDataType_t type = data_type(dt);
+    Tensor y = Tensor::empty({N, O, Ho, Wo}, dt, Device::CUDA);
+    if (y.numel() == 0) return y;
+    if (C == 0) {  // empty sums: the bias or zeros
+        if (!b.defined()) return Tensor::zeros({N, O, Ho, Wo}, dt, Device::CUDA);
+        const Tensor bc = b.contiguous();
+        fill_bias(y.raw_data(), bc.raw_data(), dtype_size(dt), N, O, Ho * Wo);
+        return y;
+    }
+    const Tensor xc = x.contiguous(), wc = w.contiguous();
+
+    Dnn& d = dnn();
+    std::lock_guard<std::mutex> lock(d.mu);
+    Descriptors ds(d.api);
+    SDXL_CUDNN_CHECK(d.api.SetTensor4dDescriptor(ds.x, CUDNN_TENSOR_NCHW, type, to_int(N, "N"), to_int(C, "C"),
+                                                 to_int(H, "H"), to_int(W, "W")));
+    SDXL_CUDNN_CHECK(d.api.SetFilter4dDescriptor(ds.w, type, CUDNN_TENSOR_NCHW, to_int(O, "O"), int(C), to_int(kh, "kh"),
+                                                 to_int(kw, "kw")));
+    SDXL_CUDNN_CHECK(d.api.SetTensor4dDescriptor(ds.y, CUDNN_TENSOR_NCHW, type, int(N), int(O), to_int(Ho, "Ho"),
+                                                 to_int(Wo, "Wo")));
+    SDXL_CUDNN_CHECK(d.api.SetConvolution2dDescriptor(ds.conv, padding, padding, stride, stride, 1, 1,
+                                                      CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    SDXL_CUDNN_CHECK(d.api.SetConvolutionMathType(
+        ds.conv, dt == DType::F32 && !d.tf32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH));
+
+    const Key key{int(N), int(C), int(H), int(W), int(O), int(kh), int(kw), stride, padding, int(dt)};
+    auto it = d.choices.find(key);
+    if (it == d.choices.end()) it = d.choices.emplace(key, choose(d, ds, dt, x)).first;
+    Choice& c = it->second;
+
+    Workspace ws;
+    size_t ws_size = 0;
+    SDXL_CUDNN_CHECK(d.api.SetConvolutionMathType(ds.conv, c.math));
+    SDXL_CUDNN_CHECK(d.api.GetConvolutionForwardWorkspaceSize(d.handle, ds.x, ds.w, ds.conv, ds.y, c.algo, &ws_size));
+    if (ws_size > 0) {
+        try {
+            ws.ptr = device::cuda_malloc(ws_size);
+        } catch (const Error& e) {
+            if (e.code() != ErrorCode::OUT_OF_MEMORY || !c.has_fallback) throw;
+            // Not enough memory for the fast algorithm's workspace: use the workspace-free one from now on.
+            c.algo = c.fallback_algo;
+            c.math = c.fallback_math;
+            c.has_fallback = false;
+            SDXL_CUDNN_CHECK(d.api.SetConvolutionMathType(ds.conv, c.math));
+            SDXL_CUDNN_CHECK(
+                d.api.GetConvolutionForwardWorkspaceSize(d.handle, ds.x, ds.w, ds.conv, ds.y, c.algo, &ws_size));
+            if (ws_size > 0) ws.ptr = device::cuda_malloc(ws_size);
+        }
+    }
+
+    float beta = 0.0f;
+    if (b.defined()) {
+        const Tensor bc = b.contiguous();
+        fill_bias(y.raw_data(), bc.raw_data(), dtype_size(dt), N, O, Ho * Wo);
+        beta = 1.0f;
+    }
+    const float alpha = 1.0f;
+    SDXL_CUDNN_CHECK(d.api.ConvolutionForward(d.handle, &alpha, ds.x, xc.raw_data(), ds.w, wc.raw_data(), ds.conv,
+                                              c.algo, ws.ptr, ws_size, &beta, ds.y, y.raw_data()));
+    return y;
+}
+
+}  // namespace
+
+void register_conv_ops(Backend& table) { table.conv2d = conv2d; }
+
+namespace libs {
+bool conv_compiled() { return true; }
+}  // namespace libs
+
+}  // namespace sdxl::cuda
+
+#else  // no cuDNN headers at build time: conv2d stays null (UNSUPPORTED), see cmake/SdxlCudaLibs.cmake
 
 namespace sdxl::cuda {
 
 void register_conv_ops(Backend&) {}
 
+namespace libs {
+bool conv_compiled() { return false; }
+}  // namespace libs
+
 }  // namespace sdxl::cuda
+
+#endif

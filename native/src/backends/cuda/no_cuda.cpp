@@ -23,6 +23,7 @@ void cuda_free(void*) noexcept {}
 void copy_host_to_device(void*, const void*, size_t) { not_compiled(); }
 void copy_device_to_host(void*, const void*, size_t) { not_compiled(); }
 void copy_device_to_device(void*, const void*, size_t) { not_compiled(); }
+void cuda_empty_cache() {}
 void cuda_strided_copy(void*, const void*, DType, int, const int64_t*, const int64_t*) { not_compiled(); }
 void cuda_convert(void*, DType, const void*, DType, int64_t) { not_compiled(); }
 

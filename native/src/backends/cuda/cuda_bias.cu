@@ -1,0 +1,48 @@
+// The bias fill shared by linear (cuda_gemm.cpp) and conv2d (cuda_conv.cpp): the output starts as the
+// broadcast bias and the GEMM / convolution accumulates onto it (beta = 1), as the CPU backend does, so the
+// bias is added in fp32 inside the library's epilogue with a single rounding to the output dtype.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "backends/cuda/cuda_bias.h"
+#include "backends/cuda/cuda_check.cuh"
+#include "backends/cuda/cuda_context.cuh"
+
+namespace sdxl::cuda {
+
+namespace {
+
+// y[(o * channels + c) * inner + i] = b[c]; T is the raw element (the dtypes of y and b match).
+template <typename T>
+__global__ void fill_bias_kernel(T* __restrict__ y, const T* __restrict__ b, int64_t channels, int64_t inner,
+                                 int64_t total) {
+    for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
+         idx += int64_t(gridDim.x) * blockDim.x) {
+        y[idx] = b[(idx / inner) % channels];
+    }
+}
+
+template <typename T>
+void launch(void* y, const void* b, int64_t channels, int64_t inner, int64_t total) {
+    const int threads = 256;
+    const int64_t want = (total + threads - 1) / threads;
+    const int blocks = int(want < 65535 * 8 ? want : 65535 * 8);
+    fill_bias_kernel<T><<<blocks, threads, 0, stream()>>>(static_cast<T*>(y), static_cast<const T*>(b), channels,
+                                                         inner, total);
+    SDXL_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace
+
+void fill_bias(void* y, const void* b, size_t elem_size, int64_t outer, int64_t channels, int64_t inner) {
+    const int64_t total = outer * channels * inner;
+    if (total <= 0) return;
+    switch (elem_size) {
+        case 4: launch<uint32_t>(y, b, channels, inner, total); break;
+        case 2: launch<uint16_t>(y, b, channels, inner, total); break;
+        default: fail(ErrorCode::INTERNAL, "fill_bias: unexpected element size ", elem_size);
+    }
+}
+
+}  // namespace sdxl::cuda
