@@ -17,12 +17,53 @@
 set(SDXL_CUDA_LIBS_INCLUDE "" CACHE STRING "Folders holding cublas_v2.h and cudnn.h (a ;-list); empty: look elsewhere")
 option(SDXL_CUDA_LIBS_DOWNLOAD "Fetch the cuBLAS/cuDNN headers with pip download when not found" ON)
 
+# The major versions the code is written for: it dlopens libcublas.so.13 and libcudnn.so.9 and checks at run time
+# that the library's major version is the headers' (cuda_libs.cpp, cuda_gemm.cpp, cuda_conv.cpp). Headers of another
+# major version (a CUDA 12 toolkit's cuBLAS, apt's cuDNN 8) are skipped: they would make the ops fail at run time,
+# or (cuDNN 8) not compile.
+set(_SDXL_CUBLAS_MAJOR 13)
+set(_SDXL_CUDNN_MAJOR 9)
+
+# The first of `macro`'s value in dir/file1 or dir/file2 ("" when neither defines it).
+function(_sdxl_header_major out_var dir macro)
+  foreach(file ${ARGN})
+    if(EXISTS "${dir}/${file}")
+      file(STRINGS "${dir}/${file}" lines REGEX "^#[ \t]*define[ \t]+${macro}[ \t]+[0-9]+")
+      if(lines)
+        list(GET lines 0 line)
+        string(REGEX REPLACE "^#[ \t]*define[ \t]+${macro}[ \t]+([0-9]+).*" "\\1" major "${line}")
+        set(${out_var} "${major}" PARENT_SCOPE)
+        return()
+      endif()
+    endif()
+  endforeach()
+  set(${out_var} "" PARENT_SCOPE)
+endfunction()
+
+# The first candidate folder holding `header` of the expected major version (cublas_v2.h: cuBLAS 13, cudnn.h:
+# cuDNN 9).
 function(_sdxl_find_header var header)
   set(candidates ${ARGN})
   foreach(dir IN LISTS candidates)
     if(dir AND EXISTS "${dir}/${header}")
-      set(${var} "${dir}" PARENT_SCOPE)
-      return()
+      if(header STREQUAL "cublas_v2.h")
+        _sdxl_header_major(major "${dir}" CUBLAS_VER_MAJOR cublas_api.h)
+        set(want ${_SDXL_CUBLAS_MAJOR})
+      elseif(header STREQUAL "cudnn.h")
+        _sdxl_header_major(major "${dir}" CUDNN_MAJOR cudnn_version.h cudnn.h)
+        set(want ${_SDXL_CUDNN_MAJOR})
+      else()
+        set(major "")
+        set(want "")
+      endif()
+      if(major STREQUAL want)
+        set(${var} "${dir}" PARENT_SCOPE)
+        return()
+      endif()
+      if(major STREQUAL "")
+        set(major "unknown")
+      endif()
+      message(STATUS "sdxl4j: skipping ${dir}/${header}: major version ${major}, not ${want}")
     endif()
   endforeach()
   set(${var} "" PARENT_SCOPE)
@@ -84,7 +125,7 @@ function(_sdxl_download_headers out_var python)
   message(STATUS "sdxl4j: downloading the nvidia-cublas / nvidia-cudnn-cu13 wheels for their headers (pip)")
   file(REMOVE_RECURSE "${root}/dl")
   execute_process(
-    COMMAND "${python}" -m pip download --no-deps --only-binary=:all: --retries 1 --disable-pip-version-check
+    COMMAND "${python}" -m pip download --no-deps --only-binary=:all: --retries 1 --timeout 30 --disable-pip-version-check
             -d "${root}/dl" "nvidia-cublas>=13,<14" "nvidia-cudnn-cu13>=9,<10"
     RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 600)
   if(NOT rc EQUAL 0)

@@ -100,6 +100,25 @@ SDXL_TEST(test_cuda_alloc_size_classes) {
     CHECK(size_class((size_t(3) << 20) + 100) == size_class((size_t(7) << 19) - 100));
 }
 
+// cuDNN statuses become the error codes callers act on: a configuration cuDNN does not support (every
+// CUDNN_STATUS_NOT_SUPPORTED_*, e.g. BF16 conv where no engine takes it) is UNSUPPORTED, not DEVICE_ERROR.
+SDXL_TEST(test_cuda_libs_cudnn_status_codes) {
+    using cuda::libs::cudnn_error_code;
+    CHECK(cudnn_error_code(3000) == ErrorCode::UNSUPPORTED);  // CUDNN_STATUS_NOT_SUPPORTED
+    CHECK(cudnn_error_code(3003) == ErrorCode::UNSUPPORTED);  // ..._DATA_TYPE
+    CHECK(cudnn_error_code(3007) == ErrorCode::UNSUPPORTED);  // ..._ARCH_MISMATCH
+    CHECK(cudnn_error_code(3999) == ErrorCode::UNSUPPORTED);
+    CHECK(cudnn_error_code(4003) == ErrorCode::OUT_OF_MEMORY);  // INTERNAL_ERROR_HOST_ALLOCATION_FAILED
+    CHECK(cudnn_error_code(4004) == ErrorCode::OUT_OF_MEMORY);  // INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED
+    CHECK(cudnn_error_code(2000) == ErrorCode::DEVICE_ERROR);   // BAD_PARAM
+    CHECK(cudnn_error_code(4000) == ErrorCode::DEVICE_ERROR);   // INTERNAL_ERROR
+    CHECK(cudnn_error_code(5000) == ErrorCode::DEVICE_ERROR);   // EXECUTION_FAILED
+    sdxl_test::expect_error(
+        [] { cuda::libs::fail_call("cuDNN", 3003, "CUDNN_STATUS_NOT_SUPPORTED_DATA_TYPE", cudnn_error_code(3003),
+                                   "cudnnConvolutionForward(...)", "f.cpp", 7); },
+        ErrorCode::UNSUPPORTED, "CUDNN_STATUS_NOT_SUPPORTED_DATA_TYPE");
+}
+
 SDXL_TEST(test_cuda_libs_search_reports_fake_and_missing_libraries) {
     const std::string root = make_temp_dir();
     CHECK(!root.empty());

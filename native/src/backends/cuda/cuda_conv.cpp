@@ -63,18 +63,23 @@ Api* g_api = nullptr;  // set once by dnn() before any check can run
 
 const char* status_name(cudnnStatus_t s) { return g_api ? g_api->GetErrorString(s) : "?"; }
 
-bool status_is_oom(cudnnStatus_t s) {
-    return s == CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED ||
-           s == CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED;
-}
+// libs::cudnn_error_code maps these by number (cuda_libs.cpp has no cuDNN headers).
+static_assert(CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED == 4003 &&
+                  CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED == 4004,
+              "cuDNN allocation-failure status values changed");
+static_assert(CUDNN_STATUS_NOT_SUPPORTED == 3000 && CUDNN_STATUS_NOT_SUPPORTED_DATA_TYPE / 1000 == 3 &&
+                  CUDNN_STATUS_INTERNAL_ERROR / 1000 == 4,
+              "cuDNN NOT_SUPPORTED status range changed");
 
-// Names the call, file and line; allocation failures are OUT_OF_MEMORY, anything else DEVICE_ERROR.
+// Names the call, file and line; allocation failures are OUT_OF_MEMORY, a configuration cuDNN does not support
+// (e.g. a data type on this GPU) UNSUPPORTED, anything else DEVICE_ERROR.
 #define SDXL_CUDNN_CHECK(call)                                                                               \
     do {                                                                                                     \
         const cudnnStatus_t st_ = (call);                                                                    \
         if (st_ != CUDNN_STATUS_SUCCESS)                                                                     \
-            ::sdxl::cuda::libs::fail_call("cuDNN", int(st_), status_name(st_), status_is_oom(st_), #call,    \
-                                          __FILE__, __LINE__);                                               \
+            ::sdxl::cuda::libs::fail_call("cuDNN", int(st_), status_name(st_),                               \
+                                          ::sdxl::cuda::libs::cudnn_error_code(int(st_)), #call, __FILE__,   \
+                                          __LINE__);                                                         \
     } while (0)
 
 // Algorithm choice for one problem: key = N, C, H, W, O, kh, kw, stride, padding, dtype.
@@ -202,14 +207,16 @@ Choice choose(Dnn& d, const Descriptors& ds, DType dt, const Tensor& x) {
     for (int i = 0; i < returned; ++i) {
         const auto& p = perf[size_t(i)];
         if (p.status != CUDNN_STATUS_SUCCESS || !math_allowed(p.mathType, dt, d.tf32)) continue;
+        // CUDNN_DEFAULT_MATH permits TF32 tensor cores for F32 on sm_80+: F32 without TF32 runs FMA math only.
+        const cudnnMathType_t math = dt == DType::F32 && !d.tf32 ? CUDNN_FMA_MATH : p.mathType;
         if (!found) {
             c.algo = p.algo;
-            c.math = p.mathType;
+            c.math = math;
             found = true;
         } else if (p.memory == 0 && !c.has_fallback) {
             c.has_fallback = true;
             c.fallback_algo = p.algo;
-            c.fallback_math = p.mathType;
+            c.fallback_math = math;
         }
         if (found && c.has_fallback) break;
     }

@@ -51,7 +51,9 @@ const char* status_name(cublasStatus_t s) {
     do {                                                                                                     \
         const cublasStatus_t st_ = (call);                                                                   \
         if (st_ != CUBLAS_STATUS_SUCCESS)                                                                    \
-            ::sdxl::cuda::libs::fail_call("cuBLAS", int(st_), status_name(st_), st_ == CUBLAS_STATUS_ALLOC_FAILED, \
+            ::sdxl::cuda::libs::fail_call("cuBLAS", int(st_), status_name(st_),                              \
+                                          st_ == CUBLAS_STATUS_ALLOC_FAILED ? ::sdxl::ErrorCode::OUT_OF_MEMORY \
+                                                                            : ::sdxl::ErrorCode::DEVICE_ERROR, \
                                           #call, __FILE__, __LINE__);                                        \
     } while (0)
 

@@ -253,10 +253,16 @@ void require(const Library& lib, const char* op) {
     if (!lib.ok()) fail(ErrorCode::DEVICE_ERROR, op, " on CUDA needs ", lib.name, ". ", lib.report());
 }
 
-void fail_call(const char* lib, int status, const char* status_name, bool oom, const char* call, const char* file,
-               int line) {
-    fail(oom ? ErrorCode::OUT_OF_MEMORY : ErrorCode::DEVICE_ERROR, lib, " call ", call, " failed at ", file, ":", line,
-         ": status ", status, " (", status_name ? status_name : "?", ")");
+void fail_call(const char* lib, int status, const char* status_name, ErrorCode code, const char* call,
+               const char* file, int line) {
+    fail(code, lib, " call ", call, " failed at ", file, ":", line, ": status ", status, " (",
+         status_name ? status_name : "?", ")");
+}
+
+ErrorCode cudnn_error_code(int status) {
+    if (status == 4003 || status == 4004) return ErrorCode::OUT_OF_MEMORY;  // HOST_/DEVICE_ALLOCATION_FAILED
+    if (status >= 3000 && status < 4000) return ErrorCode::UNSUPPORTED;     // CUDNN_STATUS_NOT_SUPPORTED*
+    return ErrorCode::DEVICE_ERROR;
 }
 
 }  // namespace sdxl::cuda::libs

@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
+
 namespace sdxl::cuda::libs {
 
 // One try of one path (or plain soname) and what came of it ("loaded", "not found", or dlerror()).
@@ -62,10 +64,15 @@ void* symbol(const Library& lib, const char* name);
 // Throws DEVICE_ERROR "<op> on CUDA needs <lib>, which was not found" + report() when !lib.ok().
 void require(const Library& lib, const char* op);
 
-// Throws for a failed library call: OUT_OF_MEMORY when oom, else DEVICE_ERROR; the message names the
-// library, the call, the status (number and name) and the file:line.
-[[noreturn]] void fail_call(const char* lib, int status, const char* status_name, bool oom, const char* call,
+// Throws `code` for a failed library call; the message names the library, the call, the status (number and
+// name) and the file:line.
+[[noreturn]] void fail_call(const char* lib, int status, const char* status_name, ErrorCode code, const char* call,
                             const char* file, int line);
+
+// The error code for a failed cuDNN 9 status (cudnnStatus_t as int; no cuDNN headers needed here, cuda_conv.cpp
+// static_asserts the values): the *_ALLOCATION_FAILED ones are OUT_OF_MEMORY, every CUDNN_STATUS_NOT_SUPPORTED*
+// (3000-3999: data type, layout, shape, arch...) is UNSUPPORTED, anything else DEVICE_ERROR.
+ErrorCode cudnn_error_code(int status);
 
 // Whether this build compiled the cuBLAS / cuDNN paths (headers were found at build time).
 bool gemm_compiled();
