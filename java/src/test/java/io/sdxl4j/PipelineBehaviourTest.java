@@ -193,6 +193,27 @@ class PipelineBehaviourTest {
     }
 
     @Test
+    void concurrentGenerationsGiveTheSameImagesAsSequentialOnes() throws Exception {
+        GenerationRequest a = small().seed(11L).build();
+        GenerationRequest b = small().prompt("a red fox").seed(12L).scheduler(SchedulerKind.EULER_A).build();
+        float[] wantA = base.generate(a).pixels();
+        float[] wantB = base.generate(b).pixels();
+        var pool = java.util.concurrent.Executors.newFixedThreadPool(4);
+        try {
+            List<java.util.concurrent.Future<float[]>> futures = new ArrayList<>();
+            for (int i = 0; i < 6; i++) {
+                GenerationRequest r = i % 2 == 0 ? a : b;
+                futures.add(pool.submit(() -> base.generate(r).pixels()));
+            }
+            for (int i = 0; i < futures.size(); i++) {
+                assertArrayEquals(i % 2 == 0 ? wantA : wantB, futures.get(i).get(), 0f, "concurrent run " + i);
+            }
+        } finally {
+            pool.shutdown();
+        }
+    }
+
+    @Test
     void sameSeedSameImageAndTheGeneratorContinues() {
         GenerationResult a = base.generate(small().build());
         GenerationResult b = base.generate(small().build());
