@@ -199,7 +199,10 @@ final class SdxlEngine implements AutoCloseable {
                 String vv = variantIn(df, "vae", variant);
                 vae = own(owned, new Slot<>(() -> df.vae(vv, device, vaeType), offload));
             }
-            Path sched = df.component("scheduler").resolve("scheduler_config.json");
+            // A refiner loaded from a base also takes the base's scheduler, as the seed does
+            // (scheduler=base_pipeline.scheduler); requests may still choose another.
+            Path sched = shareFrom != null ? shareFrom.schedulerConfig
+                    : df.component("scheduler").resolve("scheduler_config.json");
             if (!Files.isRegularFile(sched)) {
                 throw new SdxlException(ErrorCode.NOT_FOUND, sched + " is missing");
             }

@@ -62,8 +62,9 @@ public final class StableDiffusionXL implements AutoCloseable {
     }
 
     /**
-     * Loads a refiner that shares this pipeline's text_encoder_2 and VAE (diffusers' {@code text_encoder_2=base
-     * .text_encoder_2, vae=base.vae}); they stay owned by this pipeline, so close the refiner first or together.
+     * Loads a refiner that shares this pipeline's text_encoder_2, VAE and scheduler config (the seed's
+     * {@code text_encoder_2=base.text_encoder_2, vae=base.vae, scheduler=base.scheduler}); the shared models stay
+     * owned by this pipeline, so close the refiner first or together.
      */
     public Refiner loadRefiner(Path refinerFolder, PipelineOptions options) {
         engine.checkOpen();
