@@ -103,6 +103,22 @@ class PipelineBehaviourTest {
         SdxlException e = assertThrows(SdxlException.class, () -> StableDiffusionXL.load(broken));
         assertEquals(ErrorCode.NOT_FOUND, e.code());
         assertTrue(e.getMessage().contains("unet"), e.getMessage());
+        // a damaged tokenizer file: a clear error, not a crash
+        copyTree(baseFolder.resolve("unet"), broken.resolve("unet"));
+        copyTree(baseFolder.resolve("vae"), broken.resolve("vae"));
+        copyTree(baseFolder.resolve("scheduler"), broken.resolve("scheduler"));
+        Files.writeString(broken.resolve("tokenizer").resolve("vocab.json"), "{\"a\": 1, ");
+        SdxlException vocab = assertThrows(SdxlException.class, () -> StableDiffusionXL.load(broken));
+        assertTrue(vocab.getMessage().contains("vocab.json"), vocab.getMessage());
+        // a truncated weight file
+        copyTree(baseFolder.resolve("tokenizer"), broken.resolve("tokenizer.ok"));
+        Files.delete(broken.resolve("tokenizer").resolve("vocab.json"));
+        Files.copy(baseFolder.resolve("tokenizer/vocab.json"), broken.resolve("tokenizer/vocab.json"));
+        Path weights = broken.resolve("vae/diffusion_pytorch_model.safetensors");
+        byte[] all = Files.readAllBytes(weights);
+        Files.write(weights, java.util.Arrays.copyOf(all, all.length / 2));
+        SdxlException truncated = assertThrows(SdxlException.class, () -> StableDiffusionXL.load(broken));
+        assertEquals(ErrorCode.BAD_MODEL_FILE, truncated.code(), truncated.getMessage());
         // the refiner folder loaded as a base pipeline: its UNet wants 5 time ids
         SdxlException wrongKind = assertThrows(SdxlException.class, () -> {
             try (Refiner r = Refiner.load(baseFolder);
