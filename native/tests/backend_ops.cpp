@@ -155,7 +155,9 @@ std::vector<Case> build_cases() {
     struct AT { Shape q, kv; bool causal, mask; bool small; };
     for (const AT& a : {AT{{2, 10, 4096, 64}, {2, 10, 4096, 64}, false, false, false}, AT{{2, 20, 1024, 64}, {2, 20, 77, 64}, false, false, false},
                         AT{{2, 20, 1024, 64}, {2, 20, 154, 64}, false, false, false}, AT{{1, 12, 77, 64}, {1, 12, 77, 64}, true, true, false},
-                        AT{{1, 3, 33, 40}, {1, 3, 17, 40}, false, false, true}, AT{{2, 2, 5, 64}, {2, 2, 5, 64}, true, false, true}}) {
+                        AT{{1, 1, 4096, 512}, {1, 1, 4096, 512}, false, false, false},  // VAE mid-block, 512 px
+                        AT{{1, 3, 33, 40}, {1, 3, 17, 40}, false, false, true}, AT{{2, 2, 5, 64}, {2, 2, 5, 64}, true, false, true},
+                        AT{{1, 2, 9, 96}, {1, 2, 13, 96}, false, false, true}}) {
         std::vector<Input> in = {{a.q}, {a.kv}, {a.kv}};
         if (a.mask) in.push_back({{a.kv[0], a.kv[2]}, 0.0f, 2.0f, true, true});
         const bool causal = a.causal, mask = a.mask;
