@@ -225,6 +225,33 @@ SDXL_TEST(test_cuda_attention_emulated_half) {
     }
 }
 
+// Keys removed by key_mask must not matter whatever their K holds (ops.h; the cpu backend overwrites their
+// scores with -inf): padding positions with inf/NaN keys still give the cpu's finite output, on both kernels.
+SDXL_TEST(test_cuda_attention_masked_nonfinite_keys) {
+    for (int d : {64, 24}) {  // flash and simple by default
+        const Tensor q = rnd({2, 2, 70, d}, 60), v = rnd({2, 2, 90, d}, 61);
+        Tensor k = rnd({2, 2, 90, d}, 62);
+        const Tensor mask = mask_f32(2, 90, 63, false);
+        for (int64_t bh = 0; bh < 4; ++bh)
+            for (int64_t j = 0; j < 90; ++j)
+                if (mask.data<float>()[(bh / 2) * 90 + j] == 0.0f)
+                    k.data<float>()[(bh * 90 + j) * d] = j % 2 ? NAN : INFINITY;
+        const Tensor ref = ops::attention(q, k, v, mask, false, 0.0f);
+        CHECK_MSG(rel_err(ref, ref) == 0, "cpu reference not finite");
+        for (bool simple : {false, true}) {
+            const double err = rel_err(emulate(q, k, v, mask, false, 0.0f, simple), ref);
+            CHECK_MSG(err <= 1e-5, "D" << d << (simple ? " (simple)" : "") << ": error " << err);
+        }
+        if (device::cuda_available()) {
+            const Tensor got = ops::attention(q.to(Device::CUDA), k.to(Device::CUDA), v.to(Device::CUDA),
+                                              mask.to(Device::CUDA), false, 0.0f)
+                                   .to(Device::CPU);
+            const double err = rel_err(got, ref);
+            CHECK_MSG(err <= 1e-5, "cuda D" << d << ": error " << err);
+        }
+    }
+}
+
 // The CUDA op against the cpu op (F32, F16, BF16), where a device exists.
 SDXL_TEST(test_cuda_attention_device) {
     if (!device::cuda_available()) {

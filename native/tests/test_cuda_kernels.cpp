@@ -329,6 +329,19 @@ SDXL_TEST(test_cuda_kernels_group_norm) {
     }
 }
 
+// group_norm_silu is called directly (not through ops::group_norm): it must reject gamma/beta that its kernel
+// would read out of bounds or as the wrong element type.
+SDXL_TEST(test_cuda_kernels_group_norm_silu_checks) {
+    if (!have_device()) return;
+    const Tensor x = to_dev(rnd({1, 8, 4, 4}, 90), DType::F16);
+    const Tensor ok = to_dev(rnd({8}, 91), DType::F16);
+    CHECK_THROWS_CODE(gn_silu(x, 4, to_dev(rnd({8}, 92), DType::F32), Tensor(), 1e-5f), ErrorCode::INVALID_ARGUMENT);
+    CHECK_THROWS_CODE(gn_silu(x, 4, ok, to_dev(rnd({4}, 93), DType::F16), 1e-5f), ErrorCode::INVALID_ARGUMENT);
+    CHECK_THROWS_CODE(gn_silu(x, 4, rnd({8}, 94).to(DType::F16), Tensor(), 1e-5f), ErrorCode::INVALID_ARGUMENT);
+    CHECK_THROWS_CODE(gn_silu(x, 4, ok, ok, std::numeric_limits<float>::quiet_NaN()), ErrorCode::INVALID_ARGUMENT);
+    CHECK(gn_silu(x, 4, ok, ok, 1e-5f).shape() == x.shape());
+}
+
 // ---------------------------------------------------------------------------------------- layout / resampling
 
 SDXL_TEST(test_cuda_kernels_concat) {

@@ -110,7 +110,9 @@ void launch_simple(const AttnParams& p) {
         int dev = 0, max_optin = 0;
         SDXL_CUDA_CHECK(cudaGetDevice(&dev));
         SDXL_CUDA_CHECK(cudaDeviceGetAttribute(&max_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-        if (smem > size_t(max_optin))
+        cudaFuncAttributes fa{};  // the opt-in limit covers static (red[]) plus dynamic shared memory
+        SDXL_CUDA_CHECK(cudaFuncGetAttributes(&fa, simple_kernel<E>));
+        if (smem + fa.sharedSizeBytes > size_t(max_optin))
             fail(ErrorCode::UNSUPPORTED, "attention on cuda: head sizes D = ", p.D, ", Dv = ", p.Dv,
                  " need ", smem, " bytes of shared memory, the device allows ", max_optin);
         SDXL_CUDA_CHECK(cudaFuncSetAttribute(simple_kernel<E>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));

@@ -245,7 +245,8 @@ SDXL_UNROLL
                     float dot = 0.0f;
 SDXL_UNROLL
                     for (int d = 0; d < D; ++d) dot += q[d] * kr[d];
-                    s[j] = dot + sh.bias[c + j];
+                    // A select, not dot + bias: a masked key's inf/NaN K would make dot + (-inf) NaN.
+                    s[j] = sh.bias[c + j] == 0.0f ? dot : neg_inf();
                 } else {
                     s[j] = neg_inf();
                 }

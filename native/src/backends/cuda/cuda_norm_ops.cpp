@@ -1,5 +1,7 @@
 // Normalisation ops of the CUDA backend: group_norm, layer_norm, softmax (F32/F16/BF16 storage, fp32 math),
 // and the fused group_norm + SiLU that the model code may call directly (cuda_norm.cuh).
+#include <cmath>
+
 #include "backends/backend.h"
 #include "backends/cuda/cuda_context.cuh"
 #include "backends/cuda/cuda_norm.cuh"
@@ -74,6 +76,15 @@ Tensor group_norm_silu(const Tensor& x, int groups, const Tensor& gamma, const T
     if (x.device() != Device::CUDA) fail(ErrorCode::INVALID_ARGUMENT, "group_norm_silu: x is ", x.describe());
     SDXL_CHECK(x.dim() >= 2 && groups >= 1 && x.shape()[1] % groups == 0, "group_norm_silu: x ", x.describe(),
                " with ", groups, " groups");
+    // As ops::group_norm's checks: the kernel reads gamma/beta as x's element type, C of them, on the device.
+    for (const Tensor* t : {&gamma, &beta}) {
+        if (!t->defined()) continue;
+        SDXL_CHECK(t->device() == Device::CUDA && t->dtype() == x.dtype() && t->dim() == 1 &&
+                       t->shape()[0] == x.shape()[1],
+                   "group_norm_silu: gamma/beta must be ", dtype_name(x.dtype()), "[", x.shape()[1],
+                   "] on cuda like x ", x.describe(), ", got ", t->describe());
+    }
+    SDXL_CHECK(std::isfinite(eps) && eps >= 0.0f, "group_norm_silu: eps must be finite and >= 0, got ", eps);
     return group_norm_impl(x, groups, gamma, beta, eps, true);
 }
 
