@@ -504,9 +504,6 @@ final class SdxlEngine implements AutoCloseable {
             if (r.latents() != null) {
                 throw bad("initial latents are for text-to-image; give the refiner an image instead");
             }
-            if (r.height() != null || r.width() != null) {
-                throw bad("the refiner's output size is the input image's; leave height and width unset");
-            }
             if (r.denoisingStart() == null && !(r.strength() > 0.0 && r.strength() <= 1.0)) {
                 throw bad("strength must be in (0, 1], got " + r.strength());
             }
@@ -537,6 +534,11 @@ final class SdxlEngine implements AutoCloseable {
             }
             p.height = p.latentH * 8;
             p.width = p.latentW * 8;
+            if ((r.height() != null && r.height() != p.height) || (r.width() != null && r.width() != p.width)) {
+                throw bad("img2img output has the input image's size, " + p.height + "x" + p.width + " (height x width); "
+                        + "the request asks for " + r.height() + "x" + r.width() + ": leave height and width unset or "
+                        + "resize the image");
+            }
         } else {
             if (r.image() != null || r.denoisingStart() != null) {
                 throw bad("image and denoising start are refiner (img2img) options; use Refiner for them");

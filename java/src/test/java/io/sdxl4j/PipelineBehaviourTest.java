@@ -81,6 +81,8 @@ class PipelineBehaviourTest {
             rejects(() -> refiner.generate(r.strength(0.5).denoisingStart(1.2).build()), "denoising start must be in (0, 1)");
             rejects(() -> refiner.generate(r.denoisingStart(0.8).denoisingEnd(0.5).build()), "must be below denoising end");
             rejects(() -> refiner.generate(GenerationRequest.builder().prompt("x").build()), "needs an image");
+            rejects(() -> refiner.generate(r.strength(0.5).denoisingStart(null).denoisingEnd(null).size(128, 64).build()), "input image's size");
+            assertEquals(64, refiner.generate(r.strength(0.5).denoisingStart(null).denoisingEnd(null).size(64, 64).build()).width());
             rejects(() -> refiner.generate(GenerationRequest.builder().prompt("x")
                     .image(ImageInput.pixels(new float[3 * 60 * 64], 1, 60, 64)).build()), "multiple of 8");
         }
