@@ -1,15 +1,22 @@
-// Scaled dot-product attention: per (batch, head) and block of queries, S = scale * Q K^T (sgemm), masked
-// softmax over each row of S, O = P V (sgemm). q/k/v are read through their strides (the usual
-// [B, L, H, D] -> [B, H, L, D] transposed views need no copy).
+// Scaled dot-product attention, flash style: per (batch, head) and block of queries, the keys are walked in
+// blocks; each block's scores S = scale * Q K_blk^T (sgemm) get an online softmax in fp32 (running row max
+// and sum; earlier partial outputs are rescaled when the max grows) and O += P V_blk (sgemm). q/k/v are read
+// through their strides (the usual [B, L, H, D] -> [B, H, L, D] transposed views need no copy).
 //
-// Every (b, h, query block) is an independent task on the pool; its two products run single-threaded on
-// the worker (see cpu_ops.h on threading). Blocks keep the score tile near L2 size, so memory stays
-// bounded even for the VAE's one-head attention over 16384 tokens.
+// Every (b, h, query block) is an independent task on the pool; its products run single-threaded on the
+// worker (see cpu_ops.h on threading). The score tile (query rows x key block) stays in L2, so nothing of
+// size Lq x Lk is ever materialised (the VAE's one-head attention over 16384 tokens included). The softmax
+// pieces (row max, exp and sum, rescale) have an AVX2/FMA version picked at run time, and a portable one.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define SDXL_ATTN_X86 1
+#endif
 
 #include "backends/cpu/cpu_math.h"
 #include "backends/cpu/cpu_ops.h"
@@ -19,28 +26,120 @@ namespace sdxl::cpu {
 
 namespace {
 
-// Score tile per task, in floats (2 MiB), and the row range of a query block (gemm efficiency vs memory).
-constexpr int64_t kScoreBudget = int64_t(1) << 19;
-constexpr int64_t kMinBlockRows = 32, kMaxBlockRows = 256;
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-// Softmax over the first n entries of s (keys past n are causally masked, keep[j] == 0 masks key j);
-// masked entries become 0. A row with no key left becomes all zeros.
-void masked_softmax_row(float* s, int64_t n, const uint8_t* keep) {
-    if (keep) {
-        bool any = false;
-        for (int64_t j = 0; j < n; ++j) {
-            if (keep[j]) any = true;
-            else s[j] = -std::numeric_limits<float>::infinity();  // exp gives exactly 0
-        }
-        if (!any) {
-            std::fill(s, s + n, 0.0f);
-            return;
-        }
+// Query rows per task and keys per block: a 128 x 256 score tile is 128 KiB (L2 is 512 KiB-1 MiB per core on
+// the machines we target), large enough for sgemm to run near its peak with head dims of 64.
+constexpr int64_t kBlockRows = 128, kBlockKeys = 256;
+
+// ---- softmax row pieces: portable versions (vectorised by the compiler at the baseline ISA)
+
+struct RowOps {
+    // Max of s[0, n), n >= 1.
+    float (*max)(const float*, int64_t);
+    // s[j] = exp(s[j] - m) in place, returns the sum (m finite).
+    float (*exp_sum)(float*, int64_t, float);
+    // o[j] *= a.
+    void (*scale)(float*, int64_t, float);
+};
+
+float max_generic(const float* s, int64_t n) { return row_max(s, n); }
+
+float exp_sum_generic(float* s, int64_t n, float m) { return float(exp_sub_sum(s, n, m)); }
+
+void scale_generic(float* o, int64_t n, float a) {
+    for (int64_t j = 0; j < n; ++j) o[j] *= a;
+}
+
+#ifdef SDXL_ATTN_X86
+// ---- AVX2/FMA versions (only called where the CPU has both)
+
+// fast_exp (cpu_math.h) on 8 lanes: same reduction and polynomial, Horner steps fused.
+__attribute__((target("avx2,fma"))) inline __m256 exp8(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-86.0f), hi = _mm256_set1_ps(88.72f);
+    const __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), hi);  // a NaN becomes lo here, restored below
+    const __m256 magic = _mm256_set1_ps(12582912.0f);
+    const __m256 t = _mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504088896341f), magic);
+    const __m256 fn = _mm256_sub_ps(t, magic);
+    const __m256i n = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(0x4b400000));
+    __m256 r = _mm256_fnmadd_ps(fn, _mm256_set1_ps(0.693145751953125f), xc);
+    r = _mm256_fnmadd_ps(fn, _mm256_set1_ps(1.42860682030941723212e-6f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    const __m256i sbits = _mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(126)), 23);  // 2^(n-1)
+    __m256 y = _mm256_mul_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(sbits)), _mm256_set1_ps(2.0f));
+    y = _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), y);                                   // 0 below
+    y = _mm256_blendv_ps(y, _mm256_set1_ps(std::numeric_limits<float>::infinity()),
+                         _mm256_cmp_ps(x, hi, _CMP_GT_OQ));                                       // inf above
+    return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));                            // NaN stays
+}
+
+__attribute__((target("avx2,fma"))) float hmax8(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+    return _mm_cvtss_f32(m);
+}
+
+__attribute__((target("avx2,fma"))) float max_avx2(const float* s, int64_t n) {
+    __m256 m0 = _mm256_set1_ps(s[0]), m1 = m0;
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        m0 = _mm256_max_ps(m0, _mm256_loadu_ps(s + j));
+        m1 = _mm256_max_ps(m1, _mm256_loadu_ps(s + j + 8));
     }
-    if (n == 0) return;
-    const float mx = row_max(s, n);
-    const float inv = float(1.0 / exp_sub_sum(s, n, mx));
-    for (int64_t j = 0; j < n; ++j) s[j] *= inv;
+    float m = hmax8(_mm256_max_ps(m0, m1));
+    for (; j < n; ++j) m = m < s[j] ? s[j] : m;
+    return m;
+}
+
+__attribute__((target("avx2,fma"))) float exp_sum_avx2(float* s, int64_t n, float mx) {
+    const __m256 m = _mm256_set1_ps(mx);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        const __m256 e0 = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), m));
+        const __m256 e1 = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j + 8), m));
+        _mm256_storeu_ps(s + j, e0);
+        _mm256_storeu_ps(s + j + 8, e1);
+        a0 = _mm256_add_ps(a0, e0);
+        a1 = _mm256_add_ps(a1, e1);
+    }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, _mm256_add_ps(a0, a1));
+    float sum = 0.0f;
+    for (; j < n; ++j) sum += (s[j] = fast_exp(s[j] - mx));
+    for (float l : lanes) sum += l;
+    return sum;
+}
+
+__attribute__((target("avx2,fma"))) void scale_avx2(float* o, int64_t n, float a) {
+    const __m256 av = _mm256_set1_ps(a);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) _mm256_storeu_ps(o + j, _mm256_mul_ps(_mm256_loadu_ps(o + j), av));
+    for (; j < n; ++j) o[j] *= a;
+}
+
+bool cpu_has_avx2_fma() {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#endif
+
+const RowOps& row_ops() {
+    static const RowOps ops = [] {
+#ifdef SDXL_ATTN_X86
+        if (cpu_has_avx2_fma()) return RowOps{max_avx2, exp_sum_avx2, scale_avx2};
+#endif
+        return RowOps{max_generic, exp_sum_generic, scale_generic};
+    }();
+    return ops;
 }
 
 }  // namespace
@@ -71,6 +170,8 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
     const float* qp = q.data<float>();
     const float* kp = k.data<float>();
     const float* vp = v.data<float>();
+    // Key row stride as seen by the K^T / V operands (a key block is an offset of this many floats).
+    const int64_t k_row = k.strides()[2], v_row = v.strides()[2];
 
     std::vector<uint8_t> keep;  // [B, Lk], 1 = attend
     if (key_mask.defined()) {
@@ -85,33 +186,86 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
         }
     }
 
-    // One block: rows [q0, q0 + rows) of head bh, scores in p (room for rows * Lk floats).
-    auto run_block = [&](int64_t bh, int64_t q0, int64_t rows, float* p) {
-        const int64_t b = bh / H, h = bh % H;
-        const int64_t nk = causal ? std::min(Lk, q0 + rows) : Lk;  // keys past the last row's are all masked
-        GemmOperand qa = qop, kb = kop, vb = vop;
-        qa.ptr = qp + b * q.strides()[0] + h * q.strides()[1] + q0 * q.strides()[2];
-        kb.ptr = kp + b * k.strides()[0] + h * k.strides()[1];
-        vb.ptr = vp + b * v.strides()[0] + h * v.strides()[1];
-        sgemm(qa, kb, rows, nk, D, scale, 0.0f, p, nk);  // [rows, nk]
-        const uint8_t* kmask = keep.empty() ? nullptr : keep.data() + b * Lk;
-        for (int64_t r = 0; r < rows; ++r) {
-            float* row = p + r * nk;
-            const int64_t n = causal ? std::min(nk, q0 + r + 1) : nk;
-            std::fill(row + n, row + nk, 0.0f);
-            masked_softmax_row(row, n, kmask);
-        }
-        const GemmOperand pa = gemm_operand(p, rows, nk, nk, 1);
-        sgemm(pa, vb, rows, Dv, nk, 1.0f, 0.0f, yp + (bh * Lq + q0) * Dv, Dv);  // [rows, Dv]
+    const RowOps& ro = row_ops();
+    const int64_t block_rows = std::min(Lq, kBlockRows);
+    const int64_t block_keys = std::min(Lk, kBlockKeys);
+    const int64_t blocks = (Lq + block_rows - 1) / block_rows;
+
+    // Scratch per task: the score tile, and each row's running max and sum.
+    struct Scratch {
+        std::vector<float> s, m, l;
     };
 
-    const int64_t block_rows = std::min(Lq, std::clamp<int64_t>(kScoreBudget / Lk, kMinBlockRows, kMaxBlockRows));
-    const int64_t blocks = (Lq + block_rows - 1) / block_rows;
+    // One task: rows [q0, q0 + rows) of head bh; the output rows accumulate in y.
+    auto run_block = [&](int64_t bh, int64_t q0, int64_t rows, Scratch& sc) {
+        const int64_t b = bh / H, h = bh % H;
+        const int64_t nk_all = causal ? std::min(Lk, q0 + rows) : Lk;  // keys past the last row's are all masked
+        GemmOperand qa = qop;
+        qa.ptr = qp + b * q.strides()[0] + h * q.strides()[1] + q0 * q.strides()[2];
+        const float* kbase = kp + b * k.strides()[0] + h * k.strides()[1];
+        const float* vbase = vp + b * v.strides()[0] + h * v.strides()[1];
+        const uint8_t* kmask = keep.empty() ? nullptr : keep.data() + b * Lk;
+        float* o = yp + (bh * Lq + q0) * Dv;
+        float* m = sc.m.data();
+        float* l = sc.l.data();
+        std::fill(m, m + rows, kNegInf);
+        std::fill(l, l + rows, 0.0f);
+        for (int64_t j0 = 0; j0 < nk_all; j0 += block_keys) {
+            const int64_t nk = std::min(block_keys, nk_all - j0);
+            GemmOperand kb = kop, vb = vop;
+            kb.ptr = kbase + j0 * k_row;
+            vb.ptr = vbase + j0 * v_row;
+            float* s = sc.s.data();
+            sgemm(qa, kb, rows, nk, D, scale, 0.0f, s, nk);  // [rows, nk]
+            for (int64_t r = 0; r < rows; ++r) {
+                float* row = s + r * nk;
+                // Keys [0, n) of this block are causally visible to the row.
+                const int64_t n = causal ? std::clamp<int64_t>(q0 + r + 1 - j0, 0, nk) : nk;
+                std::fill(row + n, row + nk, 0.0f);
+                if (kmask)
+                    for (int64_t j = 0; j < n; ++j)
+                        if (!kmask[j0 + j]) row[j] = kNegInf;  // exp gives exactly 0
+                const float bmax = n > 0 ? ro.max(row, n) : kNegInf;
+                if (!(bmax > kNegInf)) {  // nothing visible in this block (a NaN score goes on and shows)
+                    if (bmax != bmax) {
+                        m[r] = bmax;
+                    } else {
+                        std::fill(row, row + n, 0.0f);
+                        if (j0 == 0) std::fill(o + r * Dv, o + (r + 1) * Dv, 0.0f);
+                        continue;
+                    }
+                }
+                const float m_new = std::max(m[r], bmax);
+                const float bsum = ro.exp_sum(row, n, m_new);
+                if (j0 == 0) {
+                    l[r] = bsum;
+                } else if (m_new != m[r]) {  // the max grew: earlier terms shrink by exp(m_old - m_new)
+                    const float alpha = m[r] == kNegInf ? 0.0f : fast_exp(m[r] - m_new);
+                    l[r] = l[r] * alpha + bsum;
+                    ro.scale(o + r * Dv, Dv, alpha);
+                } else {
+                    l[r] += bsum;
+                }
+                m[r] = m_new;
+            }
+            const GemmOperand pa = gemm_operand(s, rows, nk, nk, 1);
+            sgemm(pa, vb, rows, Dv, nk, 1.0f, j0 == 0 ? 0.0f : 1.0f, o, Dv);  // O (+)= P V_blk
+        }
+        for (int64_t r = 0; r < rows; ++r) {  // normalise; a row with no key left is all zeros
+            float* orow = o + r * Dv;
+            if (l[r] > 0.0f) ro.scale(orow, Dv, 1.0f / l[r]);
+            else if (!(l[r] != l[r])) std::fill(orow, orow + Dv, 0.0f);
+        }
+    };
+
     parallel_for(B * H * blocks, 1, [&](int64_t t0, int64_t t1) {
-        std::vector<float> p(static_cast<size_t>(block_rows * Lk));
+        Scratch sc;
+        sc.s.resize(size_t(block_rows * block_keys));
+        sc.m.resize(size_t(block_rows));
+        sc.l.resize(size_t(block_rows));
         for (int64_t t = t0; t < t1; ++t) {
             const int64_t q0 = (t % blocks) * block_rows;
-            run_block(t / blocks, q0, std::min(block_rows, Lq - q0), p.data());
+            run_block(t / blocks, q0, std::min(block_rows, Lq - q0), sc);
         }
     });
     return y;
