@@ -9,6 +9,7 @@
 // pieces (row max, exp and sum, rescale) have an AVX2/FMA version picked at run time, and a portable one.
 #include <algorithm>
 #include <cmath>
+#include <atomic>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -127,11 +128,81 @@ __attribute__((target("avx2,fma"))) void scale_avx2(float* o, int64_t n, float a
     for (; j < n; ++j) o[j] *= a;
 }
 
+
+// ---- the fused AVX2/FMA path: own register-blocked products on K and V packed once per call, so nothing
+// is re-packed per tile (with a head size of 64, OpenBLAS spent a third of its time packing operands).
+
+constexpr int kMR = 6;   // rows of a micro tile
+constexpr int kNR = 16;  // columns of a micro tile (two 8-float vectors)
+
+// C[MR, 16] = alpha * A[MR, K] @ Bp[K, 16] (accumulate: C += A @ Bp). A's rows are lda apart, contiguous;
+// Bp is a packed panel (16 floats per k). 12 accumulators + 2 B vectors + 1 broadcast fit the 16 ymm.
+template <int MR>
+__attribute__((target("avx2,fma"))) inline void micro_tile(const float* a, int64_t lda, const float* bp, int64_t K,
+                                                           float* c, int64_t ldc, float alpha, bool accumulate) {
+    __m256 c0[MR], c1[MR];
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) c0[i] = c1[i] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < K; ++k) {
+        const __m256 b0 = _mm256_loadu_ps(bp + k * kNR), b1 = _mm256_loadu_ps(bp + k * kNR + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < MR; ++i) {
+            const __m256 av = _mm256_broadcast_ss(a + i * lda + k);
+            c0[i] = _mm256_fmadd_ps(av, b0, c0[i]);
+            c1[i] = _mm256_fmadd_ps(av, b1, c1[i]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) {
+        float* ci = c + i * ldc;
+        if (accumulate) {
+            _mm256_storeu_ps(ci, _mm256_add_ps(_mm256_loadu_ps(ci), c0[i]));
+            _mm256_storeu_ps(ci + 8, _mm256_add_ps(_mm256_loadu_ps(ci + 8), c1[i]));
+        } else {
+            const __m256 al = _mm256_set1_ps(alpha);
+            _mm256_storeu_ps(ci, _mm256_mul_ps(c0[i], al));
+            _mm256_storeu_ps(ci + 8, _mm256_mul_ps(c1[i], al));
+        }
+    }
+}
+
+// C[rows, 16 * panels] (+)= alpha * A[rows, K] @ [panels of Bp, panel_stride apart]; rows in micro tiles.
+__attribute__((target("avx2,fma"))) void panel_product(const float* a, int64_t lda, int64_t rows, const float* bp,
+                                                       int64_t panels, int64_t panel_stride, int64_t K, float* c,
+                                                       int64_t ldc, float alpha, bool accumulate) {
+    for (int64_t i0 = 0; i0 < rows; i0 += kMR) {
+        const float* ai = a + i0 * lda;
+        float* ci = c + i0 * ldc;
+        const int64_t mr = std::min<int64_t>(kMR, rows - i0);
+        for (int64_t p = 0; p < panels; ++p) {
+            const float* b = bp + p * panel_stride;
+            float* cp = ci + p * kNR;
+            switch (mr) {
+                case 6: micro_tile<6>(ai, lda, b, K, cp, ldc, alpha, accumulate); break;
+                case 5: micro_tile<5>(ai, lda, b, K, cp, ldc, alpha, accumulate); break;
+                case 4: micro_tile<4>(ai, lda, b, K, cp, ldc, alpha, accumulate); break;
+                case 3: micro_tile<3>(ai, lda, b, K, cp, ldc, alpha, accumulate); break;
+                case 2: micro_tile<2>(ai, lda, b, K, cp, ldc, alpha, accumulate); break;
+                default: micro_tile<1>(ai, lda, b, K, cp, ldc, alpha, accumulate); break;
+            }
+        }
+    }
+}
+
 bool cpu_has_avx2_fma() {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 #endif
+
+#ifdef SDXL_ATTN_X86
+bool cpu_has_avx2_fma_cached() {
+    static const bool has = cpu_has_avx2_fma();
+    return has;
+}
+#endif
+
+std::atomic<bool> force_portable{false};
 
 const RowOps& row_ops() {
     static const RowOps ops = [] {
@@ -143,7 +214,47 @@ const RowOps& row_ops() {
     return ops;
 }
 
+// Online-softmax step for the score tile s [rows, nk] (row stride lds) of key block [j0, j0 + nk), rows
+// [q0, q0 + rows): masks, exponentiates in place (masked and causally hidden entries become 0), updates each
+// row's running max m and sum l, and rescales the row's partial output o (row stride ldo, width dv) when its
+// max grows. A row with nothing visible so far keeps m = -inf, l = 0 and an all-zero output row.
+void softmax_step(float* s, int64_t lds, int64_t rows, int64_t nk, int64_t q0, int64_t j0, bool causal,
+                  const uint8_t* kmask, float* m, float* l, float* o, int64_t ldo, int64_t dv, const RowOps& ro) {
+    for (int64_t r = 0; r < rows; ++r) {
+        float* row = s + r * lds;
+        // Keys [0, n) of this block are causally visible to the row.
+        const int64_t n = causal ? std::clamp<int64_t>(q0 + r + 1 - j0, 0, nk) : nk;
+        std::fill(row + n, row + nk, 0.0f);
+        if (kmask)
+            for (int64_t j = 0; j < n; ++j)
+                if (!kmask[j0 + j]) row[j] = kNegInf;  // exp gives exactly 0
+        const float bmax = n > 0 ? ro.max(row, n) : kNegInf;
+        if (bmax == kNegInf) {  // nothing visible in this block
+            std::fill(row, row + n, 0.0f);
+            continue;
+        }
+        const float m_new = bmax != bmax ? bmax : std::max(m[r], bmax);  // a NaN score goes on and shows
+        const float bsum = ro.exp_sum(row, n, m_new);
+        if (m[r] == kNegInf) {  // first visible block: the output row is still all zeros
+            l[r] = bsum;
+        } else if (m_new != m[r]) {  // the max grew: earlier terms shrink by exp(m_old - m_new)
+            const float alpha = fast_exp(m[r] - m_new);
+            l[r] = l[r] * alpha + bsum;
+            ro.scale(o + r * ldo, dv, alpha);
+        } else {
+            l[r] += bsum;
+        }
+        m[r] = m_new;
+    }
+}
+
+struct Scratch {
+    std::vector<float> s, m, l, o;
+};
+
 }  // namespace
+
+void attention_force_portable(bool on) { force_portable = on; }
 
 // q [B, H, Lq, D], k [B, H, Lk, D], v [B, H, Lk, Dv], key_mask [B, Lk] or undefined -> [B, H, Lq, Dv]
 Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& key_mask, bool causal,
@@ -158,7 +269,107 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
         return y;
     }
 
-    // Per-(b, h) matrices must be sgemm-readable: Q [Lq, D], K^T [D, Lk], V [Lk, Dv]; copy if not.
+    std::vector<uint8_t> keep;  // [B, Lk], 1 = attend
+    if (key_mask.defined()) {
+        const Tensor mc = key_mask.contiguous();
+        keep.resize(size_t(B * Lk));
+        if (mc.dtype() == DType::I64) {
+            const int64_t* mp = mc.data<int64_t>();
+            for (size_t i = 0; i < keep.size(); ++i) keep[i] = mp[i] != 0;
+        } else {
+            const float* mp = mc.data<float>();
+            for (size_t i = 0; i < keep.size(); ++i) keep[i] = mp[i] != 0.0f;
+        }
+    }
+    const RowOps& ro = row_ops();
+
+#ifdef SDXL_ATTN_X86
+    if (cpu_has_avx2_fma_cached() && !force_portable) {
+        // Q rows are read in place (contiguous along D); K and V are packed once into 16-wide panels:
+        // kp[h][key panel][d][16] (keys past Lk zero) and vp[h][column panel][key][16] (columns past Dv zero).
+        Tensor q = q_in.strides()[3] == 1 || D == 1 ? q_in : q_in.contiguous();
+        const int64_t lk16 = (Lk + kNR - 1) / kNR * kNR, dv16 = (Dv + kNR - 1) / kNR * kNR;
+        const int64_t kpanels = lk16 / kNR, vpanels = dv16 / kNR;
+        const int64_t khead = lk16 * D, vhead = dv16 * Lk;
+        std::vector<float> kpack(size_t(B * H * khead)), vpack(size_t(B * H * vhead));
+        const float* kbase = k_in.data<float>();
+        const float* vbase = v_in.data<float>();
+        const int64_t* ks = k_in.strides().data();
+        const int64_t* vs = v_in.strides().data();
+        parallel_for(B * H, 1, [&](int64_t h0, int64_t h1) {
+            for (int64_t bh = h0; bh < h1; ++bh) {
+                const int64_t b = bh / H, h = bh % H;
+                const float* kh = kbase + b * ks[0] + h * ks[1];
+                float* kd = kpack.data() + bh * khead;
+                for (int64_t p = 0; p < kpanels; ++p)
+                    for (int64_t jj = 0; jj < kNR; ++jj) {
+                        const int64_t j = p * kNR + jj;
+                        float* dst = kd + p * D * kNR + jj;
+                        if (j < Lk)
+                            for (int64_t d = 0; d < D; ++d) dst[d * kNR] = kh[j * ks[2] + d * ks[3]];
+                        else
+                            for (int64_t d = 0; d < D; ++d) dst[d * kNR] = 0.0f;
+                    }
+                const float* vh = vbase + b * vs[0] + h * vs[1];
+                float* vd = vpack.data() + bh * vhead;
+                for (int64_t c = 0; c < vpanels; ++c)
+                    for (int64_t j = 0; j < Lk; ++j) {
+                        float* dst = vd + (c * Lk + j) * kNR;
+                        for (int64_t cc = 0; cc < kNR; ++cc) {
+                            const int64_t col = c * kNR + cc;
+                            dst[cc] = col < Dv ? vh[j * vs[2] + col * vs[3]] : 0.0f;
+                        }
+                    }
+            }
+        });
+        const float* qbase = q.data<float>();
+        const int64_t* qs = q.strides().data();
+        const int64_t q_ld = Lq == 1 ? D : qs[2];
+        // Key blocks keep the packed K and V of a block near L2 (about 128 KiB at head size 64 + 64).
+        const int64_t block_rows = std::min(Lq, kBlockRows);
+        const int64_t block_keys =
+            std::min(lk16, std::clamp<int64_t>((int64_t(1) << 15) / std::max<int64_t>(1, D + Dv) / kNR * kNR, kNR,
+                                               kBlockKeys));
+        const int64_t blocks = (Lq + block_rows - 1) / block_rows;
+        parallel_for(B * H * blocks, 1, [&](int64_t t0, int64_t t1) {
+            Scratch sc;
+            sc.s.resize(size_t(block_rows * block_keys));
+            sc.m.resize(size_t(block_rows));
+            sc.l.resize(size_t(block_rows));
+            sc.o.resize(size_t(block_rows * dv16));
+            for (int64_t t = t0; t < t1; ++t) {
+                const int64_t bh = t / blocks, b = bh / H, h = bh % H;
+                const int64_t q0 = (t % blocks) * block_rows, rows = std::min(block_rows, Lq - q0);
+                const int64_t nk_all = causal ? std::min(Lk, q0 + rows) : Lk;
+                const float* qa = qbase + b * qs[0] + h * qs[1] + q0 * q_ld;
+                const float* kd = kpack.data() + bh * khead;
+                const float* vd = vpack.data() + bh * vhead;
+                const uint8_t* kmask = keep.empty() ? nullptr : keep.data() + b * Lk;
+                float *s = sc.s.data(), *m = sc.m.data(), *l = sc.l.data(), *o = sc.o.data();
+                std::fill(m, m + rows, kNegInf);
+                std::fill(l, l + rows, 0.0f);
+                std::fill(o, o + rows * dv16, 0.0f);
+                for (int64_t j0 = 0; j0 < nk_all; j0 += block_keys) {
+                    const int64_t nk = std::min(block_keys, nk_all - j0);
+                    const int64_t np = (nk + kNR - 1) / kNR;  // key panels (the last may run past nk: ignored)
+                    panel_product(qa, q_ld, rows, kd + (j0 / kNR) * D * kNR, np, D * kNR, D, s, block_keys, scale,
+                                  false);
+                    softmax_step(s, block_keys, rows, nk, q0, j0, causal, kmask, m, l, o, dv16, dv16, ro);
+                    panel_product(s, block_keys, rows, vd + j0 * kNR, vpanels, Lk * kNR, nk, o, dv16, 1.0f, true);
+                }
+                float* yo = yp + (bh * Lq + q0) * Dv;
+                for (int64_t r = 0; r < rows; ++r) {  // normalise; a row with no key left is all zeros
+                    const float inv = l[r] > 0.0f ? 1.0f / l[r] : l[r] != l[r] ? l[r] : 0.0f;
+                    for (int64_t c = 0; c < Dv; ++c) yo[r * Dv + c] = o[r * dv16 + c] * inv;
+                }
+            }
+        });
+        return y;
+    }
+#endif
+
+    // Portable path: both products on sgemm. Per-(b, h) matrices must be sgemm-readable: Q [Lq, D],
+    // K^T [D, Lk], V [Lk, Dv]; copy if not.
     Tensor q = q_in, k = k_in, v = v_in;
     auto op_of = [](const Tensor& t, bool transpose) {
         const int64_t r = t.shape()[2], c = t.shape()[3], sr = t.strides()[2], sc = t.strides()[3];
@@ -174,28 +385,9 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
     // Key row stride as seen by the K^T / V operands (a key block is an offset of this many floats).
     const int64_t k_row = k.strides()[2], v_row = v.strides()[2];
 
-    std::vector<uint8_t> keep;  // [B, Lk], 1 = attend
-    if (key_mask.defined()) {
-        const Tensor mc = key_mask.contiguous();
-        keep.resize(size_t(B * Lk));
-        if (mc.dtype() == DType::I64) {
-            const int64_t* mp = mc.data<int64_t>();
-            for (size_t i = 0; i < keep.size(); ++i) keep[i] = mp[i] != 0;
-        } else {
-            const float* mp = mc.data<float>();
-            for (size_t i = 0; i < keep.size(); ++i) keep[i] = mp[i] != 0.0f;
-        }
-    }
-
-    const RowOps& ro = row_ops();
     const int64_t block_rows = std::min(Lq, kBlockRows);
     const int64_t block_keys = std::min(Lk, kBlockKeys);
     const int64_t blocks = (Lq + block_rows - 1) / block_rows;
-
-    // Scratch per task: the score tile, and each row's running max and sum.
-    struct Scratch {
-        std::vector<float> s, m, l;
-    };
 
     // One task: rows [q0, q0 + rows) of head bh; the output rows accumulate in y.
     auto run_block = [&](int64_t bh, int64_t q0, int64_t rows, Scratch& sc) {
@@ -218,37 +410,8 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
             vb.ptr = vbase + j0 * v_row;
             float* s = sc.s.data();
             sgemm(qa, kb, rows, nk, D, scale, 0.0f, s, nk);  // [rows, nk]
-            for (int64_t r = 0; r < rows; ++r) {
-                float* row = s + r * nk;
-                // Keys [0, n) of this block are causally visible to the row.
-                const int64_t n = causal ? std::clamp<int64_t>(q0 + r + 1 - j0, 0, nk) : nk;
-                std::fill(row + n, row + nk, 0.0f);
-                if (kmask)
-                    for (int64_t j = 0; j < n; ++j)
-                        if (!kmask[j0 + j]) row[j] = kNegInf;  // exp gives exactly 0
-                const float bmax = n > 0 ? ro.max(row, n) : kNegInf;
-                if (!(bmax > kNegInf)) {  // nothing visible in this block (a NaN score goes on and shows)
-                    if (bmax != bmax) {
-                        m[r] = bmax;
-                    } else {
-                        std::fill(row, row + n, 0.0f);
-                        if (j0 == 0) std::fill(o + r * Dv, o + (r + 1) * Dv, 0.0f);
-                        continue;
-                    }
-                }
-                const float m_new = std::max(m[r], bmax);
-                const float bsum = ro.exp_sum(row, n, m_new);
-                if (j0 == 0) {
-                    l[r] = bsum;
-                } else if (m_new != m[r]) {  // the max grew: earlier terms shrink by exp(m_old - m_new)
-                    const float alpha = m[r] == kNegInf ? 0.0f : fast_exp(m[r] - m_new);
-                    l[r] = l[r] * alpha + bsum;
-                    ro.scale(o + r * Dv, Dv, alpha);
-                } else {
-                    l[r] += bsum;
-                }
-                m[r] = m_new;
-            }
+            // The first block's product (beta 0) overwrites o, so rows with nothing visible yet stay zero.
+            softmax_step(s, nk, rows, nk, q0, j0, causal, kmask, m, l, o, Dv, Dv, ro);
             const GemmOperand pa = gemm_operand(s, rows, nk, nk, 1);
             sgemm(pa, vb, rows, Dv, nk, 1.0f, j0 == 0 ? 0.0f : 1.0f, o, Dv);  // O (+)= P V_blk
         }
