@@ -89,6 +89,11 @@ __attribute__((target("avx2,fma"))) float hmax8(__m256 v) {
     return _mm_cvtss_f32(m);
 }
 
+// Lanes [0, t) set, t in [1, 8).
+__attribute__((target("avx2,fma"))) inline __m256i tail_mask(int64_t t) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(t)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
 __attribute__((target("avx2,fma"))) float max_avx2(const float* s, int64_t n) {
     __m256 m0 = _mm256_set1_ps(s[0]), m1 = m0;
     int64_t j = 0;
@@ -96,9 +101,12 @@ __attribute__((target("avx2,fma"))) float max_avx2(const float* s, int64_t n) {
         m0 = _mm256_max_ps(m0, _mm256_loadu_ps(s + j));
         m1 = _mm256_max_ps(m1, _mm256_loadu_ps(s + j + 8));
     }
-    float m = hmax8(_mm256_max_ps(m0, m1));
-    for (; j < n; ++j) m = m < s[j] ? s[j] : m;
-    return m;
+    for (; j + 8 <= n; j += 8) m0 = _mm256_max_ps(m0, _mm256_loadu_ps(s + j));
+    if (j < n) {  // the tail as one masked load; the other lanes repeat s[0]
+        const __m256i mask = tail_mask(n - j);
+        m1 = _mm256_blendv_ps(m1, _mm256_maskload_ps(s + j, mask), _mm256_castsi256_ps(mask));
+    }
+    return hmax8(_mm256_max_ps(m0, m1));
 }
 
 __attribute__((target("avx2,fma"))) float exp_sum_avx2(float* s, int64_t n, float mx) {
@@ -113,10 +121,21 @@ __attribute__((target("avx2,fma"))) float exp_sum_avx2(float* s, int64_t n, floa
         a0 = _mm256_add_ps(a0, e0);
         a1 = _mm256_add_ps(a1, e1);
     }
+    for (; j + 8 <= n; j += 8) {
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), m));
+        _mm256_storeu_ps(s + j, e);
+        a0 = _mm256_add_ps(a0, e);
+    }
+    if (j < n) {  // the tail as one masked load and store; the other lanes add nothing
+        const __m256i mask = tail_mask(n - j);
+        const __m256 e = _mm256_and_ps(exp8(_mm256_sub_ps(_mm256_maskload_ps(s + j, mask), m)),
+                                       _mm256_castsi256_ps(mask));
+        _mm256_maskstore_ps(s + j, mask, e);
+        a1 = _mm256_add_ps(a1, e);
+    }
     alignas(32) float lanes[8];
     _mm256_store_ps(lanes, _mm256_add_ps(a0, a1));
     float sum = 0.0f;
-    for (; j < n; ++j) sum += (s[j] = fast_exp(s[j] - mx));
     for (float l : lanes) sum += l;
     return sum;
 }
@@ -141,13 +160,18 @@ template <int MR>
 __attribute__((target("avx2,fma"))) inline void micro_tile(const float* a, int64_t lda, const float* bp, int64_t K,
                                                            float* c, int64_t ldc, float alpha, bool accumulate) {
     __m256 c0[MR], c1[MR];
+    const float* ar[MR];  // row pointers, so that each broadcast is one indexed load
 #pragma GCC unroll 6
-    for (int i = 0; i < MR; ++i) c0[i] = c1[i] = _mm256_setzero_ps();
+    for (int i = 0; i < MR; ++i) {
+        c0[i] = c1[i] = _mm256_setzero_ps();
+        ar[i] = a + i * lda;
+    }
+#pragma GCC unroll 4
     for (int64_t k = 0; k < K; ++k) {
         const __m256 b0 = _mm256_loadu_ps(bp + k * kNR), b1 = _mm256_loadu_ps(bp + k * kNR + 8);
 #pragma GCC unroll 6
         for (int i = 0; i < MR; ++i) {
-            const __m256 av = _mm256_broadcast_ss(a + i * lda + k);
+            const __m256 av = _mm256_broadcast_ss(ar[i] + k);
             c0[i] = _mm256_fmadd_ps(av, b0, c0[i]);
             c1[i] = _mm256_fmadd_ps(av, b1, c1[i]);
         }
