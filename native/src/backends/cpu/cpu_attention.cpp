@@ -1,15 +1,18 @@
 // Scaled dot-product attention, flash style: per (batch, head) and block of queries, the keys are walked in
-// blocks; each block's scores S = scale * Q K_blk^T (sgemm) get an online softmax in fp32 (running row max
-// and sum; earlier partial outputs are rescaled when the max grows) and O += P V_blk (sgemm). q/k/v are read
-// through their strides (the usual [B, L, H, D] -> [B, H, L, D] transposed views need no copy).
+// blocks; each block's scores S = scale * Q K_blk^T get an online softmax in fp32 (running row max and sum;
+// earlier partial outputs are rescaled when the max grows) and O += P V_blk. Nothing of size Lq x Lk is ever
+// materialised (the VAE's one-head attention over 16384 tokens included): the score tile stays in L2.
 //
-// Every (b, h, query block) is an independent task on the pool; its products run single-threaded on the
-// worker (see cpu_ops.h on threading). The score tile (query rows x key block) stays in L2, so nothing of
-// size Lq x Lk is ever materialised (the VAE's one-head attention over 16384 tokens included). The softmax
-// pieces (row max, exp and sum, rescale) have an AVX2/FMA version picked at run time, and a portable one.
+// Two paths compute the same thing:
+//  - where the CPU has AVX2 and FMA (checked at run time; the library itself targets x86-64-v2), K and V are
+//    packed once per call into 16-wide panels and both products run on a 6 x 16 register-blocked kernel
+//    (with a head size of 64, sgemm re-packing its operands for every tile cost a third of its time);
+//  - otherwise both products are single-threaded sgemm calls on strided views (the usual
+//    [B, L, H, D] -> [B, H, L, D] transposed views need no copy), softmax vectorised by the compiler.
+// Every (b, h, query block) is an independent task on the pool (see cpu_ops.h on threading).
 #include <algorithm>
-#include <cmath>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -30,8 +33,9 @@ namespace {
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // Query rows per task and keys per block: a 256 x 256 score tile is 256 KiB (L2 is 512 KiB per core on the
-// 2-core EPYC we measure on), large enough for sgemm to run near its peak with head dims of 64. Measured with
-// tests/attention_perf.cpp at 2 x 10 heads x 4096 tokens: 256 x 256 ~ 256 x 128 > 128 x 256/512 > 64 x 256.
+// 2-core EPYC we measure on), large enough for the products to run near peak with head dims of 64. Measured
+// (sgemm path) with tests/attention_perf.cpp at 2 x 10 heads x 4096 tokens: 256 x 256 ~ 256 x 128 >
+// 128 x 256/512 > 64 x 256. The AVX2 path shrinks the key block for wide heads (see block_keys there).
 constexpr int64_t kBlockRows = 256, kBlockKeys = 256;
 
 // ---- softmax row pieces: portable versions (vectorised by the compiler at the baseline ISA)
