@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "backends/cpu/cpu_math.h"
+#include "backends/cpu/cpu_ops.h"
 #include "check.h"
 #include "test_tensors.h"
 #include "core/parallel.h"
@@ -574,6 +575,33 @@ SDXL_TEST(test_ops_attention) {
     Tensor y0 = ops::attention(q, Tensor::empty({2, 3, 0, 4}, DType::F32), Tensor::empty({2, 3, 0, 6}, DType::F32),
                                Tensor(), false, 0.0f);
     expect_close("no keys", y0, {2, 3, 5, 6}, std::vector<double>(180, 0.0), 0.0);
+}
+
+// Both CPU attention paths (the AVX2/FMA kernels where the CPU has them, and the portable sgemm one) on cases
+// that walk several key blocks: online-softmax rescaling, rows whose first key blocks are all masked, causal
+// across key blocks, a VAE-like 512-wide head (small key blocks), lengths that are not multiples of 16.
+SDXL_TEST(test_ops_attention_paths) {
+    Tensor q1 = rnd({1, 2, 70, 64}, 21, -3.0f, 3.0f), k1 = rnd({1, 2, 600, 64}, 22, -3.0f, 3.0f);
+    Tensor v1 = rnd({1, 2, 600, 40}, 23);
+    Tensor m1 = Tensor::empty({1, 600}, DType::F32);
+    for (int j = 0; j < 600; ++j) m1.data<float>()[j] = (j >= 300 && j % 7 != 0) ? 1.0f : 0.0f;
+    Tensor qs = rnd({2, 531, 2, 32}, 24, -2.0f, 2.0f).transpose(1, 2);
+    Tensor ks = rnd({2, 531, 2, 32}, 25, -2.0f, 2.0f).transpose(1, 2), vs = rnd({2, 531, 2, 32}, 26).transpose(1, 2);
+    Tensor q5 = rnd({1, 1, 50, 512}, 27, -0.3f, 0.3f), k5 = rnd({1, 1, 333, 512}, 28, -0.3f, 0.3f);
+    Tensor v5 = rnd({1, 1, 333, 512}, 29);
+    Tensor qc = rnd({1, 20, 77, 64}, 30), kc = rnd({1, 20, 77, 64}, 31), vc = rnd({1, 20, 77, 64}, 32);
+    for (bool portable : {false, true}) {
+        cpu::attention_force_portable(portable);
+        check_attention(portable ? "portable: key blocks" : "fast: key blocks", q1, k1, v1, Tensor(), false, 0.0f);
+        check_attention(portable ? "portable: late keys" : "fast: late keys", q1, k1, v1, m1, false, 0.0f);
+        check_attention(portable ? "portable: causal" : "fast: causal", qs, ks, vs, Tensor(), true, 0.0f);
+        check_attention(portable ? "portable: self" : "fast: self", qs, ks, vs, Tensor(), false, 0.0f);
+        check_attention(portable ? "portable: head 512" : "fast: head 512", q5, k5, v5, Tensor(), false, 0.0f);
+        check_attention(portable ? "portable: clip" : "fast: clip", qc, kc, vc, Tensor(), true, 0.0f);
+        check_attention(portable ? "portable: one key" : "fast: one key", q1, k1.narrow(2, 0, 1), v1.narrow(2, 0, 1),
+                        Tensor(), false, 0.0f);
+    }
+    cpu::attention_force_portable(false);
 }
 
 // ------------------------------------------------------------------------------------------------ arithmetic

@@ -58,6 +58,10 @@ GemmOperand gemm_operand(const float* ptr, int64_t rows, int64_t cols, int64_t r
 void sgemm(const GemmOperand& a, const GemmOperand& b, int64_t m, int64_t n, int64_t k, float alpha, float beta,
            float* c, int64_t ldc);
 
+// Tests: run attention on its portable path (sgemm products, compiler-vectorised softmax) even where the
+// AVX2/FMA kernels could run. Not for concurrent use with other attention calls.
+void attention_force_portable(bool on);
+
 // Collapses x [d0, ..., d_{r-2}, last] into a 2-D [rows, last] strided view when its leading dims are
 // mergeable without a copy; otherwise returns a contiguous copy viewed as 2-D.
 Tensor as_rows(const Tensor& x);
