@@ -119,19 +119,7 @@ private:
     float sig(int64_t k) const { return float(sigmas_[size_t(k)]); }
 
     Tensor convert(const Tensor& m, const Tensor& s, int64_t i) const {
-        const float* mp = m.data<float>();
-        const float* sp = s.data<float>();
-        const std::string& pt = common_.prediction_type;
-        const AlphaSigma v = alpha_sigma(sig(i));
-        const float at = v.alpha, st = v.sigma;
-        if (algo_ == "dpmsolver++") {
-            if (pt == "epsilon") return generate(m.shape(), [&](int64_t k) { return (sp[k] - st * mp[k]) / at; });
-            if (pt == "sample") return generate(m.shape(), [&](int64_t k) { return mp[k]; });
-            return generate(m.shape(), [&](int64_t k) { return at * sp[k] - st * mp[k]; });
-        }
-        if (pt == "epsilon") return generate(m.shape(), [&](int64_t k) { return mp[k]; });
-        if (pt == "sample") return generate(m.shape(), [&](int64_t k) { return (sp[k] - at * mp[k]) / st; });
-        return generate(m.shape(), [&](int64_t k) { return at * mp[k] + st * sp[k]; });
+        return convert_model_output(m, s, sig(i), common_.prediction_type, algo_ == "dpmsolver++");
     }
 
     Tensor first_order(const Tensor& m, const Tensor& s, int64_t i) const {

@@ -145,6 +145,27 @@ inline Tensor add_noise_ac(const Tensor& original, const Tensor& noise, float al
 }
 
 // add_noise of the sigma-parameterised solvers (DPM-Solver, UniPC): alpha_t * x0 + sigma_t * noise in float32.
+// diffusers' convert_model_output of the DPM-Solver family (DPMSolverMultistep/Singlestep, UniPC): the model
+// output m at sample s and step sigma as the data prediction x0 (to_x0: dpmsolver++, UniPC predict_x0) or as
+// the noise prediction (dpmsolver, UniPC bh without predict_x0), for prediction types epsilon / sample /
+// v_prediction. float32 in torch's operation order.
+inline Tensor convert_model_output(const Tensor& m, const Tensor& s, float sigma, const std::string& prediction_type,
+                                   bool to_x0) {
+    const float* mp = m.data<float>();
+    const float* sp = s.data<float>();
+    const std::string& pt = prediction_type;
+    const AlphaSigma v = alpha_sigma(sigma);
+    const float at = v.alpha, st = v.sigma;
+    if (to_x0) {
+        if (pt == "epsilon") return generate(m.shape(), [&](int64_t k) { return (sp[k] - st * mp[k]) / at; });
+        if (pt == "sample") return generate(m.shape(), [&](int64_t k) { return mp[k]; });
+        return generate(m.shape(), [&](int64_t k) { return at * sp[k] - st * mp[k]; });
+    }
+    if (pt == "epsilon") return generate(m.shape(), [&](int64_t k) { return mp[k]; });
+    if (pt == "sample") return generate(m.shape(), [&](int64_t k) { return (sp[k] - at * mp[k]) / st; });
+    return generate(m.shape(), [&](int64_t k) { return at * mp[k] + st * sp[k]; });
+}
+
 inline Tensor add_noise_alpha_sigma(const Tensor& original, const Tensor& noise, float sigma, const std::string& who) {
     Tensor x = f32_cpu(original, who, "original"), n = f32_cpu(noise, who, "noise");
     same_shape(x, n, who);

@@ -96,19 +96,7 @@ private:
     float sig(int64_t k) const { return float(sigmas_[size_t(k)]); }
 
     Tensor convert(const Tensor& m, const Tensor& s, int64_t i) const {
-        const float* mp = m.data<float>();
-        const float* sp = s.data<float>();
-        const std::string& pt = common_.prediction_type;
-        const AlphaSigma v = alpha_sigma(sig(i));
-        const float at = v.alpha, st = v.sigma;
-        if (predict_x0_) {
-            if (pt == "epsilon") return generate(m.shape(), [&](int64_t k) { return (sp[k] - st * mp[k]) / at; });
-            if (pt == "sample") return generate(m.shape(), [&](int64_t k) { return mp[k]; });
-            return generate(m.shape(), [&](int64_t k) { return at * sp[k] - st * mp[k]; });
-        }
-        if (pt == "epsilon") return generate(m.shape(), [&](int64_t k) { return mp[k]; });
-        if (pt == "sample") return generate(m.shape(), [&](int64_t k) { return (sp[k] - at * mp[k]) / st; });
-        return generate(m.shape(), [&](int64_t k) { return at * mp[k] + st * sp[k]; });
+        return convert_model_output(m, s, sig(i), common_.prediction_type, predict_x0_);
     }
 
     // The B(h) coefficient system shared by UniP and UniC: rks (with the trailing 1), R rows rks^(j-1), b.
