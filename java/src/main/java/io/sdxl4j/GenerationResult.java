@@ -125,6 +125,11 @@ public final class GenerationResult {
      * version; add fields such as the model name with {@code toBuilder}-style extras before writing if needed.
      */
     public GenerationParameters parameters(int i) {
+        return parametersBuilder(i).build();
+    }
+
+    /** {@link #parameters(int)} before build(), to add fields such as the model or refiner name. */
+    public GenerationParameters.Builder parametersBuilder(int i) {
         GenerationParameters.Builder p = GenerationParameters.builder().steps(request.steps()).sampler(schedulerName)
                 .cfgScale(request.guidanceScale()).seed(seed).size(width, height).version("sdxl4j " + Sdxl4j.version());
         int perPrompt = Math.max(1, request.imagesPerPrompt());
@@ -137,7 +142,7 @@ public final class GenerationResult {
         if (request.image() != null && request.denoisingStart() == null) {
             p.denoisingStrength(request.strength());
         }
-        return p.build();
+        return p;
     }
 
     /** Writes image i as a PNG carrying {@link #parameters(int)} in its "parameters" text chunk. */

@@ -149,7 +149,7 @@ public final class Generate implements Callable<Integer> {
                     result = base.generate(request, g, progress("base"), cancel);
                 }
             }
-            List<Path> written = write(result, request, modelPath, refinerLabel);
+            List<Path> written = write(result, modelPath, refinerLabel);
             err.printf(Locale.ROOT, "%d image%s %dx%d in %.1f s (seed %d, %s)%n", result.count(), result.count() == 1 ? "" : "s",
                     result.width(), result.height(), (System.nanoTime() - t0) / 1e9, seedUsed, result.schedulerName());
             written.forEach(p -> System.out.println(p.toAbsolutePath()));
@@ -200,19 +200,12 @@ public final class Generate implements Callable<Integer> {
         };
     }
 
-    private List<Path> write(GenerationResult result, GenerationRequest r, Path modelPath, String refinerLabel) {
+    private List<Path> write(GenerationResult result, Path modelPath, String refinerLabel) {
         List<Path> out = new ArrayList<>();
         Path base = output != null ? output : Path.of("sdxl4j-" + result.seed() + ".png");
         for (int i = 0; i < result.count(); i++) {
             Path file = result.count() == 1 ? base : suffixed(base, i + 1);
-            GenerationParameters.Builder p = GenerationParameters.builder().prompt(r.prompt().get(0))
-                    .negativePrompt(r.negativePrompt() == null ? "" : r.negativePrompt().get(0)).steps(r.steps())
-                    .sampler(result.schedulerName()).cfgScale(r.guidanceScale()).seed(result.seed())
-                    .size(result.width(), result.height()).model(modelPath.getFileName().toString())
-                    .version("sdxl4j " + Sdxl4j.version());
-            if (initImage != null) {
-                p.denoisingStrength(strength);
-            }
+            GenerationParameters.Builder p = result.parametersBuilder(i).model(modelPath.getFileName().toString());
             if (refinerLabel != null) {
                 p.refiner(refinerLabel).refinerSwitchAt(highNoiseFrac);
             }
