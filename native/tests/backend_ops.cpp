@@ -8,6 +8,7 @@
 //   sdxl_backend_ops                    correctness, all ops and dtypes
 //   sdxl_backend_ops --perf             the same cases timed on the device (median of 10 after 3 warm-ups)
 //   sdxl_backend_ops --op conv2d --dtype f16 --small
+//   sdxl_backend_ops --versions          driver/runtime versions and the cuBLAS/cuDNN actually loaded
 //   sdxl_backend_ops --cpu-self-check --small   every case's inputs and call checked on the CPU alone (F32,
 //                                               the "device" side being the CPU too: NMSE must be 0)
 //
@@ -238,10 +239,14 @@ int main(int argc, char** argv) {
         if (a == "--perf") perf = true;
         else if (a == "--small") small_only = true;
         else if (a == "--cpu-self-check") self_check = true;
+        else if (a == "--versions") {  // driver, runtime, and the cuBLAS/cuDNN this process loads
+            std::cout << device::cuda_versions();
+            return 0;
+        }
         else if (a == "--op" && i + 1 < argc) only_op = argv[++i];
         else if (a == "--dtype" && i + 1 < argc) only_dtype = argv[++i];
         else {
-            std::cerr << "usage: sdxl_backend_ops [--perf] [--small] [--cpu-self-check] [--op NAME] [--dtype f32|f16|bf16]\n";
+            std::cerr << "usage: sdxl_backend_ops [--versions] [--perf] [--small] [--cpu-self-check] [--op NAME] [--dtype f32|f16|bf16]\n";
             return 2;
         }
     }

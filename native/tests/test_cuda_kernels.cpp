@@ -9,6 +9,7 @@
 //  - F16/BF16: the CPU reference runs in F32 on the same (rounded) inputs; the device's max error must stay
 //    within 2x the max error of rounding that reference to the dtype (the best a fp16 result can do), plus
 //    1e-6 of the reference's scale.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <iostream>
@@ -19,6 +20,7 @@
 #include "core/device.h"
 #include "core/half.h"
 #include "core/tensor.h"
+#include "nn/weights.h"
 #include "ops/ops.h"
 #include "test_tensors.h"
 
@@ -448,5 +450,33 @@ SDXL_TEST(test_cuda_kernels_large_numel) {
     } catch (const Error& e) {
         if (e.code() != ErrorCode::OUT_OF_MEMORY) throw;
         std::cout << "  (large-numel part skipped: " << e.message() << ")\n";
+    }
+}
+
+// Random weights made on the device (sdxl_unet_perf's real-size UNet) hold the host's values: the same
+// counter-based normals (core/counter_random.h); double log/cos may differ by an ulp on a GPU, so F32 within
+// 1e-6 relative, F16/BF16 within one unit of the dtype's rounding; biases zero and norm scales one exactly.
+SDXL_TEST(cuda_random_weights_match_host) {
+    if (!have_device()) return;
+    const nn::WeightBuilder host(nn::random_source(42, 1.0f));
+    for (DType dt : kFloatTypes) {
+        const nn::WeightBuilder dev(nn::random_source(42, 1.0f), {Device::CUDA, dt});
+        for (const char* key : {"down.0.proj.weight", "conv_in.weight"}) {
+            const Shape shape = std::string(key) == "conv_in.weight" ? Shape{40, 4, 3, 3} : Shape{77, 130};
+            const Tensor want = host.get(key, shape);
+            const Tensor got = back(dev.get(key, shape));
+            const float* w = want.data<float>();
+            const float* g = got.data<float>();
+            const double rel = dt == DType::F32 ? 1e-6 : dt == DType::F16 ? 1.0 / 1024 : 1.0 / 128;
+            double worst = 0;
+            for (int64_t i = 0; i < want.numel(); ++i)
+                worst = std::max(worst, std::fabs(double(g[i]) - w[i]) / (std::fabs(double(w[i])) + 1e-3));
+            CHECK_MSG(worst <= rel, dtype_name(dt) << " " << key << ": worst relative difference " << worst);
+        }
+        const Tensor bias = back(dev.get("down.0.proj.bias", {130}));
+        const Tensor scale = back(dev.get("norm.weight", {130}));
+        bool exact = true;
+        for (int64_t i = 0; i < 130; ++i) exact = exact && bias.data<float>()[i] == 0.0f && scale.data<float>()[i] == 1.0f;
+        CHECK_MSG(exact, dtype_name(dt) << ": biases must be 0 and norm scales 1");
     }
 }

@@ -1,48 +1,132 @@
 #!/usr/bin/env bash
-# The CUDA backend's checks in one run on a lent GPU machine (no JVM there), logs under $OUT:
-#   build (CMake, sm_90 only to save time) -> ctest -> op parity (CUDA vs CPU, all dtypes) -> the model-level
-#   reference cases on CUDA in f32/f16/bf16 -> compute-sanitizer memcheck + racecheck -> op perf -> the
-#   real-size SDXL base UNet per-step latency (1024x1024, CFG batch 2, fp16 and bf16).
-# Run from the repo root through the device tool with carry=["presets/target/openblas"] (the CPU reference
-# needs OpenBLAS; build it here first with `mvn -B -q -DskipTests package -pl presets`), e.g.
-#   command: "bash tools/gpu/check.sh", timeout_s: 540
-# Every step has its own time limit, so one slow step cannot eat the others' budget.
+# The CUDA backend's checks on a lent GPU machine (no JVM there), as two device calls that each fit the
+# device tool's limits (15 minutes of device time per session, at most 540 s per call including the machine
+# start). Logs go under $OUT as each phase runs, so a call that is killed still returns what it did.
+#
+#   call 1: bash tools/gpu/check.sh 1    versions -> configure + build (sm_90, three runners only) -> the real
+#                                        SDXL base UNet step latency at 1024x1024, CFG batch 2, fp16 then bf16
+#                                        (random weights made on the device) -> op parity (CUDA vs CPU, all dtypes)
+#   call 2: bash tools/gpu/check.sh 2    (re)build if the machine is fresh -> the model reference cases in
+#                                        f32/f16/bf16 -> compute-sanitizer memcheck (caching allocator off,
+#                                        SDXL4J_CUDA_CACHE=0) and racecheck -> ctest, if time is left
+#
+# Device tool arguments: carry=["presets/target/openblas"] (the CPU reference needs OpenBLAS: run
+# `mvn -B -q -DskipTests package -pl presets` here first), timeout_s=520, e.g. command "bash tools/gpu/check.sh 1".
+# Each call stops starting new phases at its budget (SDXL_CHECK_BUDGET seconds, default 480), and every phase
+# also has its own limit, so one slow phase cannot eat the others' time.
+#
+# Rehearsal on a machine without a GPU (so that only the GPU is new on the device):
+#   SDXL_CHECK_REHEARSAL=1 bash tools/gpu/check.sh 1   (and 2): the same build and phases, the runners on the
+#   CPU at small sizes where they allow it, and the sanitizer phases run their runner without the sanitizer
+#   when compute-sanitizer is not installed. Logs under ./gpu-out unless $OUT is set.
 set -uo pipefail
+call="${1:-}"
+if [[ "$call" != 1 && "$call" != 2 ]]; then
+    echo "usage: bash tools/gpu/check.sh 1|2   (see the header of this script)" >&2
+    exit 2
+fi
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 out="${OUT:-$root/gpu-out}"
 mkdir -p "$out"
 blas="$root/presets/target/openblas/org/bytedeco/openblas/linux-x86_64"
 build="$root/build-gpu"
 jobs="$(nproc)"
+budget="${SDXL_CHECK_BUDGET:-480}"
+rehearsal="${SDXL_CHECK_REHEARSAL:-0}"
+summary="$out/summary-$call.txt"
+started=$SECONDS
 
-step() {  # step NAME SECONDS COMMAND...: runs with a time limit, logs to $out/NAME.log, records the status
+step() {  # step NAME SECONDS COMMAND...: time-limited, logs to $out/NAME.log, one summary line per phase
     local name="$1" limit="$2"
     shift 2
+    local left=$((budget - (SECONDS - started)))
+    if ((left < 10)); then
+        printf '%-26s skipped: call budget of %ss spent\n' "$name" "$budget" | tee -a "$summary"
+        return 0
+    fi
+    ((limit > left)) && limit=$left
     local t0=$SECONDS
-    timeout "$limit" "$@" > "$out/$name.log" 2>&1
+    timeout --kill-after=5 "$limit" "$@" > "$out/$name.log" 2>&1
     local rc=$?
-    printf '%-28s rc=%-3s %4ss\n' "$name" "$rc" "$((SECONDS - t0))" | tee -a "$out/summary.txt"
-    tail -n 3 "$out/$name.log" | sed 's/^/    /' | tee -a "$out/summary.txt"
+    local verdict="ok"
+    ((rc != 0)) && verdict="FAILED"
+    ((rc == 124 || rc == 137)) && verdict="TIMED OUT after ${limit}s"
+    printf '%-26s %-6s rc=%-3s %4ss\n' "$name" "${verdict%% *}" "$rc" "$((SECONDS - t0))" | tee -a "$summary"
+    [[ "$verdict" != ok ]] && [[ "$verdict" != FAILED ]] && echo "    $verdict" | tee -a "$summary"
+    tail -n 3 "$out/$name.log" | sed 's/^/    /' | tee -a "$summary"
     return 0
 }
 
-: > "$out/summary.txt"
-{ nvidia-smi; nvcc --version; cmake --version | head -1; } > "$out/machine.txt" 2>&1
-generator=()
-command -v ninja > /dev/null && generator=(-G Ninja)
-step configure 120 cmake -S "$root/native" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
-    -DSDXL_OPENBLAS_DIR="$blas" -DSDXL_CUDA=ON -DSDXL_CUDA_ARCHITECTURES=90
-step build 300 cmake --build "$build" -j "$jobs"
-step ctest 120 ctest --test-dir "$build" --output-on-failure
-step backend_ops 180 "$build/sdxl_backend_ops"
-for dt in f32 f16 bf16; do
-    step "model_cases_$dt" 120 "$build/sdxl_model_cases" --device cuda --dtype "$dt"
-done
-step memcheck_ops 240 compute-sanitizer --tool memcheck --leak-check full "$build/sdxl_backend_ops" --small
-step racecheck_attention 240 compute-sanitizer --tool racecheck "$build/sdxl_backend_ops" --small --op attention
-step racecheck_norm 120 compute-sanitizer --tool racecheck "$build/sdxl_backend_ops" --small --op group_norm
-step memcheck_models 240 compute-sanitizer --tool memcheck "$build/sdxl_model_cases" --device cuda --dtype f16
-step perf_ops 180 "$build/sdxl_backend_ops" --perf --dtype f16
-step unet_perf_f16 240 "$build/sdxl_unet_perf" --device cuda --dtype f16 --size 1024 --batch 2 --iters 10
-step unet_perf_bf16 240 "$build/sdxl_unet_perf" --device cuda --dtype bf16 --size 1024 --batch 2 --iters 5
-echo "logs in $out"
+# The runners' device arguments, and the sanitizer (absent in rehearsal on a CPU machine).
+if [[ "$rehearsal" == 1 ]]; then
+    dev=(--device cpu)
+    ops_args=(--cpu-self-check --small)
+    unet_args=(--size 128 --iters 2)
+    half_dtypes=(f32 f32)  # the CPU backend computes in F32 only
+    model_dtypes=(f32)
+    memcheck_dtype=f32
+else
+    dev=(--device cuda)
+    ops_args=()
+    unet_args=(--size 1024 --batch 2 --iters 12)
+    half_dtypes=(f16 bf16)
+    model_dtypes=(f32 f16 bf16)
+    memcheck_dtype=f16
+fi
+sanitizer() {  # sanitizer TOOL ARGS... -- COMMAND...
+    local tool="$1"
+    shift
+    local args=()
+    while [[ "$1" != -- ]]; do args+=("$1"); shift; done
+    shift
+    if command -v compute-sanitizer > /dev/null; then
+        compute-sanitizer --tool "$tool" "${args[@]}" --error-exitcode 3 "$@"
+    elif [[ "$rehearsal" == 1 ]]; then
+        echo "(rehearsal: compute-sanitizer not installed, running the command alone)"
+        "$@"
+    else
+        echo "compute-sanitizer not found on PATH"
+        return 127
+    fi
+}
+
+build_runners() {  # configure (if needed) + build the three runners (+ the native tests in call 2)
+    local targets=(sdxl_unet_perf sdxl_backend_ops sdxl_model_cases)
+    [[ "$call" == 2 ]] && targets+=(sdxl_native_tests)
+    local generator=()
+    command -v ninja > /dev/null && generator=(-G Ninja)
+    if [[ ! -f "$build/CMakeCache.txt" ]]; then
+        step configure 90 cmake -S "$root/native" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
+            -DSDXL_OPENBLAS_DIR="$blas" -DSDXL_CUDA=ON -DSDXL_CUDA_ARCHITECTURES=90
+    fi
+    step "build-$call" 240 cmake --build "$build" -j "$jobs" --target "${targets[@]}"
+}
+
+: > "$summary"
+echo "check.sh call $call$( [[ "$rehearsal" == 1 ]] && echo ' (REHEARSAL on the CPU)'), budget ${budget}s, $(date -u +%FT%TZ)" \
+    | tee -a "$summary"
+
+if [[ "$call" == 1 ]]; then
+    { nvidia-smi; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv;
+      nvcc --version; cmake --version | head -1; } > "$out/machine.txt" 2>&1
+    build_runners
+    step versions 30 "$build/sdxl_backend_ops" --versions
+    step unet_perf_f16 120 "$build/sdxl_unet_perf" "${dev[@]}" --dtype "${half_dtypes[0]}" "${unet_args[@]}"
+    step unet_perf_bf16 120 "$build/sdxl_unet_perf" "${dev[@]}" --dtype "${half_dtypes[1]}" "${unet_args[@]}"
+    step backend_ops 150 "$build/sdxl_backend_ops" "${ops_args[@]}"
+else
+    build_runners
+    for dt in "${model_dtypes[@]}"; do
+        step "model_cases_$dt" 90 "$build/sdxl_model_cases" "${dev[@]}" --dtype "$dt"
+    done
+    step memcheck_ops 120 env SDXL4J_CUDA_CACHE=0 bash -c "$(declare -f sanitizer); rehearsal=$rehearsal; \
+        sanitizer memcheck --leak-check full -- \"$build/sdxl_backend_ops\" ${ops_args[*]} --small"
+    step memcheck_models 120 env SDXL4J_CUDA_CACHE=0 bash -c "$(declare -f sanitizer); rehearsal=$rehearsal; \
+        sanitizer memcheck -- \"$build/sdxl_model_cases\" ${dev[*]} --dtype $memcheck_dtype"
+    step racecheck_attention 90 bash -c "$(declare -f sanitizer); rehearsal=$rehearsal; \
+        sanitizer racecheck -- \"$build/sdxl_backend_ops\" ${ops_args[*]} --small --op attention"
+    step racecheck_norm 60 bash -c "$(declare -f sanitizer); rehearsal=$rehearsal; \
+        sanitizer racecheck -- \"$build/sdxl_backend_ops\" ${ops_args[*]} --small --op group_norm"
+    step ctest 90 ctest --test-dir "$build" --output-on-failure -R native_tests
+fi
+echo "call $call done in $((SECONDS - started))s; logs in $out" | tee -a "$summary"

@@ -16,6 +16,9 @@ namespace sdxl::device {
 bool cuda_compiled();          // built with the CUDA backend
 bool cuda_available();         // compiled in and a usable device exists
 std::string cuda_status();     // one line for logs: devices found, or why none
+// Multi-line report for logs: driver and runtime versions, and the cuBLAS / cuDNN actually loaded (path and
+// version as the library reports it), or where they were looked for. Loads the libraries if not loaded yet.
+std::string cuda_versions();
 void* cuda_malloc(size_t nbytes);
 void cuda_free(void* ptr) noexcept;
 void copy_host_to_device(void* dst, const void* src, size_t nbytes);
@@ -32,5 +35,8 @@ void cuda_strided_copy(void* dst, const void* src, DType dtype, int ndim, const 
 // dst[i] <- src[i] converted, n contiguous elements; F32/F16/BF16/I64 either side, float narrowing rounds to
 // nearest even exactly like core/half.h (NaN -> canonical quiet NaN), I64 -> float rounds, float -> I64 truncates.
 void cuda_convert(void* dst, DType dst_dtype, const void* src, DType src_dtype, int64_t n);
+// dst[i] <- counter_random::normal(base, i) * scale + offset, rounded to `dtype` (F32/F16/BF16), n contiguous
+// elements: random weights made on the device (core/counter_random.h).
+void cuda_fill_counter_normal(void* dst, DType dtype, int64_t n, uint64_t base, float scale, float offset);
 
 }  // namespace sdxl::device

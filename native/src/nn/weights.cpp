@@ -4,6 +4,8 @@
 #include <map>
 #include <random>
 
+#include "core/counter_random.h"
+#include "core/device.h"
 #include "core/parallel.h"
 
 #include "io/safetensors.h"
@@ -74,36 +76,49 @@ public:
     Tensor load(const std::string& key) const override {
         fail(ErrorCode::UNSUPPORTED, "random weights need a shape for '", key, "'");
     }
-    Tensor make(const std::string& key, const Shape& shape) const {
-        Tensor t = Tensor::empty(shape, DType::F32);
-        float* p = t.data<float>();
-        const int64_t n = t.numel();
+    // What a key's values are: zeros (biases), ones (norm scales) or scaled normals.
+    enum class Kind { ZEROS, ONES, NORMAL };
+    struct Plan {
+        Kind kind;
+        uint64_t base;  // counter_random stream of this key
+        float scale;    // fan-in scaled, keeps activations O(1)
+    };
+    Plan plan(const std::string& key, const Shape& shape) const {
         auto ends_with = [&](const char* s) {
             std::string suf(s);
             return key.size() >= suf.size() && key.compare(key.size() - suf.size(), suf.size(), suf) == 0;
         };
-        if (ends_with(".bias") || ends_with("beta")) {
-            for (int64_t i = 0; i < n; ++i) p[i] = 0.0f;
-        } else if (shape.size() == 1) {  // norm scales
-            for (int64_t i = 0; i < n; ++i) p[i] = 1.0f;
+        if (ends_with(".bias") || ends_with("beta")) return {Kind::ZEROS, 0, 0.0f};
+        if (shape.size() == 1) return {Kind::ONES, 0, 0.0f};
+        const int64_t n = shape_numel(shape);
+        const float fan_in = float(shape[0] > 0 ? n / shape[0] : 0);
+        return {Kind::NORMAL, seed_ ^ (std::hash<std::string>{}(key) * counter_random::kPhi),
+                scale_ / std::sqrt(fan_in > 0 ? fan_in : 1.0f)};
+    }
+    Tensor make(const std::string& key, const Shape& shape) const {
+        Tensor t = Tensor::empty(shape, DType::F32);
+        float* p = t.data<float>();
+        const int64_t n = t.numel();
+        const Plan pl = plan(key, shape);
+        if (pl.kind != Kind::NORMAL) {
+            const float v = pl.kind == Kind::ONES ? 1.0f : 0.0f;
+            for (int64_t i = 0; i < n; ++i) p[i] = v;
         } else {
-            // Counter-based (splitmix64 of key hash + index) so it parallelises and any subset of a model is
-            // reproducible; Box-Muller normal, fan-in scaled to keep activations O(1).
-            const uint64_t base = seed_ ^ (std::hash<std::string>{}(key) * 0x9E3779B97F4A7C15ull);
-            float fan_in = float(n / shape[0]);
-            const float s = scale_ / std::sqrt(fan_in > 0 ? fan_in : 1.0f);
+            // Counter-based, so it parallelises and any subset of a model is reproducible.
             parallel_for(n, 1 << 16, [&](int64_t b, int64_t e) {
-                for (int64_t i = b; i < e; ++i) {
-                    uint64_t z = base + uint64_t(i) * 0x9E3779B97F4A7C15ull;
-                    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-                    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-                    z ^= z >> 31;
-                    double u1 = (double((z >> 11) & ((1ull << 26) - 1)) + 0.5) / double(1ull << 26);
-                    double u2 = double(z >> 38) / double(1ull << 26);
-                    p[i] = float(std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2)) * s;
-                }
+                for (int64_t i = b; i < e; ++i) p[i] = float(counter_random::normal(pl.base, uint64_t(i))) * pl.scale;
             });
         }
+        return t;
+    }
+    // The same values made in place on the device (seconds for a 2.6 G-parameter UNet instead of minutes of host
+    // generation and copies); equal to make() up to the device's log/cos ulps, rounded once to `dtype`.
+    Tensor make_on_device(const std::string& key, const Shape& shape, DType dtype) const {
+        Tensor t = Tensor::empty(shape, dtype, Device::CUDA);
+        const Plan pl = plan(key, shape);
+        device::cuda_fill_counter_normal(t.raw_data(), dtype, t.numel(), pl.base,
+                                         pl.kind == Kind::NORMAL ? pl.scale : 0.0f,
+                                         pl.kind == Kind::ONES ? 1.0f : 0.0f);
         return t;
     }
     std::vector<std::string> keys() const override { return {}; }
@@ -147,6 +162,15 @@ bool WeightBuilder::contains(const std::string& name) const { return shared_->so
 
 Tensor WeightBuilder::get(const std::string& name, const Shape& shape) const {
     const Placement& p = shared_->placement;
+    if (p.device == Device::CUDA) {
+        if (auto* random = dynamic_cast<const RandomSource*>(shared_->source.get())) {
+            const std::string k = key(name);
+            Tensor t = random->make_on_device(k, shape, p.dtype);
+            std::lock_guard<std::mutex> g(shared_->mutex);
+            shared_->used.insert(k);
+            return t;
+        }
+    }
     Tensor t = get_host(name, shape);  // F32, CPU
     if (p.dtype != DType::F32) t = t.to(p.dtype);
     return p.device == Device::CPU ? t : t.to(p.device);

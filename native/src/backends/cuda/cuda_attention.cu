@@ -19,6 +19,7 @@
 #include "backends/cuda/cuda_attention.cuh"
 #include "backends/cuda/cuda_check.cuh"
 #include "backends/cuda/cuda_context.cuh"
+#include "backends/cuda/cuda_launch.cuh"
 #include "core/error.h"
 
 namespace sdxl::cuda {
@@ -64,7 +65,7 @@ __device__ float block_reduce(float x, float* red) {
 
 template <class E>
 __global__ void __launch_bounds__(kSimpleThreads) simple_kernel(AttnParams p) {
-    extern __shared__ float smem[];
+    SDXL_DYNAMIC_SHARED(float, smem);
     __shared__ float red[kSimpleThreads / 32];
     const SimpleShared sh{smem, smem + p.D, smem + p.D + p.Dv};
     const int64_t blk = blockIdx.x;
@@ -97,7 +98,7 @@ void launch_flash(const AttnParams& p) {
     const int64_t row_blocks = (p.Lq + Tiles::kRows - 1) / Tiles::kRows;
     const int64_t blocks = p.B * p.H * row_blocks;
     if (blocks > kMaxGrid) fail(ErrorCode::UNSUPPORTED, "attention on cuda: ", blocks, " blocks exceed the grid limit");
-    flash_kernel<E, D><<<unsigned(blocks), Tiles::kRows, 0, stream()>>>(p, row_blocks);
+    launch(flash_kernel<E, D>, unsigned(blocks), Tiles::kRows, 0, p, row_blocks);
     SDXL_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -117,7 +118,7 @@ void launch_simple(const AttnParams& p) {
                  " need ", smem, " bytes of shared memory, the device allows ", max_optin);
         SDXL_CUDA_CHECK(cudaFuncSetAttribute(simple_kernel<E>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     }
-    simple_kernel<E><<<unsigned(blocks), kSimpleThreads, smem, stream()>>>(p);
+    launch(simple_kernel<E>, unsigned(blocks), kSimpleThreads, smem, p);
     SDXL_CUDA_CHECK(cudaGetLastError());
 }
 

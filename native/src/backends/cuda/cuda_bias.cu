@@ -8,6 +8,7 @@
 #include "backends/cuda/cuda_bias.h"
 #include "backends/cuda/cuda_check.cuh"
 #include "backends/cuda/cuda_context.cuh"
+#include "backends/cuda/cuda_launch.cuh"
 
 namespace sdxl::cuda {
 
@@ -24,12 +25,12 @@ __global__ void fill_bias_kernel(T* __restrict__ y, const T* __restrict__ b, int
 }
 
 template <typename T>
-void launch(void* y, const void* b, int64_t channels, int64_t inner, int64_t total) {
+void launch_fill(void* y, const void* b, int64_t channels, int64_t inner, int64_t total) {
     const int threads = 256;
     const int64_t want = (total + threads - 1) / threads;
     const int blocks = int(want < 65535 * 8 ? want : 65535 * 8);
-    fill_bias_kernel<T><<<blocks, threads, 0, stream()>>>(static_cast<T*>(y), static_cast<const T*>(b), channels,
-                                                         inner, total);
+    launch(fill_bias_kernel<T>, blocks, threads, 0, static_cast<T*>(y), static_cast<const T*>(b), channels, inner,
+           total);
     SDXL_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -39,8 +40,8 @@ void fill_bias(void* y, const void* b, size_t elem_size, int64_t outer, int64_t 
     const int64_t total = outer * channels * inner;
     if (total <= 0) return;
     switch (elem_size) {
-        case 4: launch<uint32_t>(y, b, channels, inner, total); break;
-        case 2: launch<uint16_t>(y, b, channels, inner, total); break;
+        case 4: launch_fill<uint32_t>(y, b, channels, inner, total); break;
+        case 2: launch_fill<uint16_t>(y, b, channels, inner, total); break;
         default: fail(ErrorCode::INTERNAL, "fill_bias: unexpected element size ", elem_size);
     }
 }

@@ -5,6 +5,7 @@
 
 #include "backends/cuda/cuda_check.cuh"
 #include "backends/cuda/cuda_context.cuh"
+#include "backends/cuda/cuda_launch.cuh"
 #include "backends/cuda/cuda_elementwise.cuh"
 #include "backends/cuda/cuda_kernel_util.cuh"
 
@@ -84,8 +85,8 @@ template <UnaryOp Op>
 void launch_unary_op(const UnaryParams& p) {
     dispatch_float(p.dtype, "unary op", [&](auto tag) {
         using T = typename decltype(tag)::type;
-        unary_kernel<Op, T><<<grid_for(p.n), kThreads, 0, stream()>>>(static_cast<const T*>(p.x),
-                                                                       static_cast<T*>(p.out), p.n, p.alpha, p.beta);
+        launch(unary_kernel<Op, T>, grid_for(p.n), kThreads, 0, static_cast<const T*>(p.x),
+               static_cast<T*>(p.out), p.n, p.alpha, p.beta);
     });
 }
 
@@ -93,7 +94,7 @@ template <BinaryOp Op>
 void launch_binary_op(const BinaryKernelParams& k, DType dtype) {
     dispatch_float(dtype, "binary op", [&](auto tag) {
         using T = typename decltype(tag)::type;
-        binary_kernel<Op, T><<<grid_for(k.numel), kThreads, 0, stream()>>>(k);
+        launch(binary_kernel<Op, T>, grid_for(k.numel), kThreads, 0, k);
     });
 }
 
@@ -153,8 +154,8 @@ void launch_geglu(const GegluParams& p) {
     if (p.rows == 0 || p.d == 0) return;
     dispatch_float(p.dtype, "geglu", [&](auto tag) {
         using T = typename decltype(tag)::type;
-        geglu_kernel<T><<<grid_for(p.rows * p.d), kThreads, 0, stream()>>>(static_cast<const T*>(p.x),
-                                                                            static_cast<T*>(p.out), p.rows, p.d);
+        launch(geglu_kernel<T>, grid_for(p.rows * p.d), kThreads, 0, static_cast<const T*>(p.x),
+               static_cast<T*>(p.out), p.rows, p.d);
     });
     SDXL_CUDA_CHECK(cudaGetLastError());
 }

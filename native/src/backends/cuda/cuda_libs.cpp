@@ -13,6 +13,9 @@
 #include <set>
 #include <sstream>
 
+#include <cuda_runtime.h>
+
+#include "core/device.h"
 #include "core/error.h"
 
 namespace sdxl::cuda::libs {
@@ -266,3 +269,39 @@ ErrorCode cudnn_error_code(int status) {
 }
 
 }  // namespace sdxl::cuda::libs
+
+namespace sdxl::device {
+
+std::string cuda_versions() {
+    using namespace sdxl::cuda::libs;
+    std::ostringstream out;
+    int driver = 0, runtime = 0;
+    const bool have_driver = cudaDriverGetVersion(&driver) == cudaSuccess;
+    const bool have_runtime = cudaRuntimeGetVersion(&runtime) == cudaSuccess;
+    (void)cudaGetLastError();
+    out << "CUDA driver API " << (have_driver ? std::to_string(driver) : "unknown") << ", runtime "
+        << (have_runtime ? std::to_string(runtime) : "unknown") << "; " << cuda_status() << "\n";
+    const Library& bl = cublas();
+    if (bl.ok()) {
+        // cublasGetProperty(libraryPropertyType, int*): MAJOR_VERSION 0, MINOR_VERSION 1, PATCH_LEVEL 2.
+        using GetProperty = int (*)(int, int*);
+        auto get = reinterpret_cast<GetProperty>(::dlsym(bl.handle, "cublasGetProperty"));
+        int v[3] = {-1, -1, -1};
+        for (int i = 0; get && i < 3; ++i) (void)get(i, &v[i]);
+        out << "cuBLAS " << v[0] << "." << v[1] << "." << v[2] << " from " << bl.path << "\n";
+    } else {
+        out << bl.report() << "\n";
+    }
+    const Library& dn = cudnn();
+    if (dn.ok()) {
+        using GetVersion = size_t (*)();
+        auto get = reinterpret_cast<GetVersion>(::dlsym(dn.handle, "cudnnGetVersion"));
+        out << "cuDNN " << (get ? std::to_string(get()) : std::string("(no cudnnGetVersion)")) << " from " << dn.path
+            << "\n";
+    } else {
+        out << dn.report() << "\n";
+    }
+    return out.str();
+}
+
+}  // namespace sdxl::device

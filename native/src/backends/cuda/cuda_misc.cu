@@ -6,8 +6,10 @@
 
 #include "backends/cuda/cuda_check.cuh"
 #include "backends/cuda/cuda_context.cuh"
+#include "backends/cuda/cuda_launch.cuh"
 #include "backends/cuda/cuda_kernel_util.cuh"
 #include "backends/cuda/cuda_misc.cuh"
+#include "core/counter_random.h"
 #include "core/device.h"
 
 namespace sdxl::cuda {
@@ -70,9 +72,9 @@ void launch_copy_kernel(const CopyKernelParams& p, DType sd, DType dd) {
     const unsigned grid = grid_for(p.numel);
     if (sd == dd) {
         switch (dtype_size(sd)) {
-            case 2: copy_bits_kernel<uint16_t><<<grid, kThreads, 0, stream()>>>(p); break;
-            case 4: copy_bits_kernel<uint32_t><<<grid, kThreads, 0, stream()>>>(p); break;
-            case 8: copy_bits_kernel<uint64_t><<<grid, kThreads, 0, stream()>>>(p); break;
+            case 2: launch(copy_bits_kernel<uint16_t>, grid, kThreads, 0, p); break;
+            case 4: launch(copy_bits_kernel<uint32_t>, grid, kThreads, 0, p); break;
+            case 8: launch(copy_bits_kernel<uint64_t>, grid, kThreads, 0, p); break;
             default: fail(ErrorCode::INTERNAL, "copy on cuda: unexpected element size of ", dtype_name(sd));
         }
     } else {
@@ -80,7 +82,7 @@ void launch_copy_kernel(const CopyKernelParams& p, DType sd, DType dd) {
             dispatch_any(dd, "copy", [&](auto d) {
                 using S = typename decltype(s)::type;
                 using D = typename decltype(d)::type;
-                convert_kernel<S, D><<<grid, kThreads, 0, stream()>>>(p);
+                launch(convert_kernel<S, D>, grid, kThreads, 0, p);
             });
         });
     }
@@ -120,6 +122,16 @@ __global__ void timestep_embedding_kernel(TimestepParams p, const T* t) {
             v = is_sin ? sinf(e) : cosf(e);
         }
         p.y[i] = v;
+    }
+}
+
+// ------------------------------------------------------------------------------------------- random weights
+
+template <typename T>
+__global__ void counter_normal_kernel(T* dst, int64_t n, uint64_t base, float scale, float offset) {
+    for (int64_t i = gs_begin(); i < n; i += gs_stride()) {
+        const float v = scale == 0.0f ? offset : float(counter_random::normal(base, uint64_t(i))) * scale + offset;
+        store_f(dst + i, v);
     }
 }
 
@@ -183,12 +195,12 @@ void launch_upsample_nearest(const UpsampleParams& p) {
     const unsigned grid = grid_for(numel);
     switch (dtype_size(p.dtype)) {  // a gather: bits only, no arithmetic on the values
         case 2:
-            upsample_nearest_kernel<uint16_t><<<grid, kThreads, 0, stream()>>>(
+            launch(upsample_nearest_kernel<uint16_t>, grid, kThreads, 0,
                 static_cast<const uint16_t*>(p.x), static_cast<uint16_t*>(p.y), numel, p.in_h, p.in_w, p.out_h,
                 p.out_w, scale_h, scale_w);
             break;
         case 4:
-            upsample_nearest_kernel<uint32_t><<<grid, kThreads, 0, stream()>>>(
+            launch(upsample_nearest_kernel<uint32_t>, grid, kThreads, 0,
                 static_cast<const uint32_t*>(p.x), static_cast<uint32_t*>(p.y), numel, p.in_h, p.in_w, p.out_h,
                 p.out_w, scale_h, scale_w);
             break;
@@ -202,9 +214,9 @@ void launch_timestep_embedding(const TimestepParams& p) {
     if (numel == 0) return;
     const unsigned grid = grid_for(numel);
     if (p.t_dtype == DType::I64) {
-        timestep_embedding_kernel<int64_t><<<grid, kThreads, 0, stream()>>>(p, static_cast<const int64_t*>(p.t));
+        launch(timestep_embedding_kernel<int64_t>, grid, kThreads, 0, p, static_cast<const int64_t*>(p.t));
     } else if (p.t_dtype == DType::F32) {
-        timestep_embedding_kernel<float><<<grid, kThreads, 0, stream()>>>(p, static_cast<const float*>(p.t));
+        launch(timestep_embedding_kernel<float>, grid, kThreads, 0, p, static_cast<const float*>(p.t));
     } else {
         fail(ErrorCode::UNSUPPORTED, "timestep_embedding on cuda: t must be F32 or I64, got ", dtype_name(p.t_dtype));
     }
@@ -229,6 +241,16 @@ void cuda_strided_copy(void* dst, const void* src, DType dtype, int ndim, const 
 void cuda_convert(void* dst, DType dst_dtype, const void* src, DType src_dtype, int64_t n) {
     const int64_t one = 1;
     cuda::launch_copy({src, dst, src_dtype, dst_dtype, 1, &n, &one, &one});
+}
+
+void cuda_fill_counter_normal(void* dst, DType dtype, int64_t n, uint64_t base, float scale, float offset) {
+    if (n == 0) return;
+    cuda::dispatch_float(dtype, "random weights", [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        cuda::launch(cuda::counter_normal_kernel<T>, cuda::grid_for(n), cuda::kThreads, 0, static_cast<T*>(dst), n,
+                     base, scale, offset);
+    });
+    SDXL_CUDA_CHECK(cudaGetLastError());
 }
 
 }  // namespace sdxl::device

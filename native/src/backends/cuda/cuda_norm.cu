@@ -9,6 +9,7 @@
 
 #include "backends/cuda/cuda_check.cuh"
 #include "backends/cuda/cuda_context.cuh"
+#include "backends/cuda/cuda_launch.cuh"
 #include "backends/cuda/cuda_kernel_util.cuh"
 #include "backends/cuda/cuda_norm.cuh"
 
@@ -142,20 +143,20 @@ void launch_group_norm(const GroupNormParams& p) {
         using T = typename decltype(tag)::type;
         const T* x = static_cast<const T*>(p.x);
         const unsigned items = unsigned(std::min<int64_t>(groups_total * chunks, int64_t(1) << 20));
-        group_norm_partial_kernel<T><<<items, kThreads, 0, stream()>>>(x, partial, groups_total, L, chunks);
+        launch(group_norm_partial_kernel<T>, items, kThreads, 0, x, partial, groups_total, L, chunks);
         SDXL_CUDA_CHECK(cudaGetLastError());
-        group_norm_finalize_kernel<<<grid_for(groups_total, 128), 128, 0, stream()>>>(partial, stats, groups_total,
-                                                                                         L, chunks, p.eps);
+        launch(group_norm_finalize_kernel, grid_for(groups_total, 128), 128, 0, partial, stats, groups_total,
+               L, chunks, p.eps);
         SDXL_CUDA_CHECK(cudaGetLastError());
         const T* gamma = static_cast<const T*>(p.gamma);
         const T* beta = static_cast<const T*>(p.beta);
         T* y = static_cast<T*>(p.y);
         if (p.silu)
-            group_norm_apply_kernel<T, true><<<grid_for(numel), kThreads, 0, stream()>>>(x, y, gamma, beta, stats,
-                                                                                         numel, p.c, p.spatial, L);
+            launch(group_norm_apply_kernel<T, true>, grid_for(numel), kThreads, 0, x, y, gamma, beta, stats,
+                   numel, p.c, p.spatial, L);
         else
-            group_norm_apply_kernel<T, false><<<grid_for(numel), kThreads, 0, stream()>>>(x, y, gamma, beta, stats,
-                                                                                          numel, p.c, p.spatial, L);
+            launch(group_norm_apply_kernel<T, false>, grid_for(numel), kThreads, 0, x, y, gamma, beta, stats,
+                   numel, p.c, p.spatial, L);
         SDXL_CUDA_CHECK(cudaGetLastError());
     });
 }
@@ -164,7 +165,7 @@ void launch_layer_norm(const LayerNormParams& p) {
     if (p.rows == 0 || p.d == 0) return;
     dispatch_float(p.dtype, "layer_norm", [&](auto tag) {
         using T = typename decltype(tag)::type;
-        layer_norm_kernel<T><<<row_blocks(p.rows), row_threads(p.d), 0, stream()>>>(p);
+        launch(layer_norm_kernel<T>, row_blocks(p.rows), row_threads(p.d), 0, p);
     });
     SDXL_CUDA_CHECK(cudaGetLastError());
 }
@@ -173,7 +174,7 @@ void launch_softmax(const SoftmaxParams& p) {
     if (p.rows == 0 || p.d == 0) return;
     dispatch_float(p.dtype, "softmax", [&](auto tag) {
         using T = typename decltype(tag)::type;
-        softmax_kernel<T><<<row_blocks(p.rows), row_threads(p.d), 0, stream()>>>(p);
+        launch(softmax_kernel<T>, row_blocks(p.rows), row_threads(p.d), 0, p);
     });
     SDXL_CUDA_CHECK(cudaGetLastError());
 }

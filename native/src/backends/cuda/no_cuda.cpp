@@ -18,6 +18,7 @@ namespace device {
 bool cuda_compiled() { return false; }
 bool cuda_available() { return false; }
 std::string cuda_status() { return "CUDA backend not compiled into this build"; }
+std::string cuda_versions() { return cuda_status(); }
 void* cuda_malloc(size_t) { not_compiled(); }
 void cuda_free(void*) noexcept {}
 void copy_host_to_device(void*, const void*, size_t) { not_compiled(); }
@@ -26,6 +27,7 @@ void copy_device_to_device(void*, const void*, size_t) { not_compiled(); }
 void cuda_empty_cache() {}
 void cuda_strided_copy(void*, const void*, DType, int, const int64_t*, const int64_t*) { not_compiled(); }
 void cuda_convert(void*, DType, const void*, DType, int64_t) { not_compiled(); }
+void cuda_fill_counter_normal(void*, DType, int64_t, uint64_t, float, float) { not_compiled(); }
 
 }  // namespace device
 }  // namespace sdxl

@@ -1,0 +1,33 @@
+// The emulated device's services for code outside the kernels: the fake CUDA runtime (emu_runtime.cpp), the
+// fake cuBLAS / cuDNN libraries (fake_cublas.cpp, fake_cudnn.cpp) and the emulator's own tests. All of it lives
+// in libsdxl_emu_cudart.so, which the emulator build of libsdxl and the fake libraries link against, so that
+// they share one table of device allocations.
+//
+// Device memory is host memory handed out by the fake cudaMalloc and tracked: every pointer the backend passes
+// where a device pointer belongs can be checked against the live allocations (host pointers, ranges that run
+// past an allocation, and freed blocks are reported), and copies check their cudaMemcpyKind.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace sdxl_emu {
+
+// Whether [p, p + bytes) lies inside one live device allocation. When not, *why (if given) says what p is:
+// a host pointer, a freed block (with its size), or how far the range runs past the allocation's end.
+// bytes == 0 checks only that p is inside (or one past the end of) a live allocation, or null.
+bool device_range_ok(const void* p, size_t bytes, std::string* why = nullptr);
+
+// Records an error of the emulated device (a fake library's bad pointer, a kernel fault): it is printed to
+// stderr once, and the next cudaGetLastError() returns `code` (a cudaError_t value) with this message as its
+// cudaGetErrorString text.
+void report_device_error(int code, const std::string& message);
+
+// Device capacity in bytes (default 80 GiB, as an H100; SDXL4J_EMU_DEVICE_BYTES overrides at start). cudaMalloc
+// beyond it fails with cudaErrorMemoryAllocation, so out-of-memory handling can be tested.
+void set_device_capacity(size_t bytes);
+size_t device_capacity();
+size_t device_bytes_in_use();  // live allocations, in bytes as requested
+
+}  // namespace sdxl_emu
