@@ -8,6 +8,8 @@
 //   sdxl_backend_ops                    correctness, all ops and dtypes
 //   sdxl_backend_ops --perf             the same cases timed on the device (median of 10 after 3 warm-ups)
 //   sdxl_backend_ops --op conv2d --dtype f16 --small
+//   sdxl_backend_ops --emulator          the cases that fit the CPU SIMT emulator's speed: every small and
+//                                        mid-size case, and the real SDXL shapes below a work limit
 //   sdxl_backend_ops --versions          driver/runtime versions and the cuBLAS/cuDNN actually loaded
 //   sdxl_backend_ops --cpu-self-check --small   every case's inputs and call checked on the CPU alone (F32,
 //                                               the "device" side being the CPU too: NMSE must be 0)
@@ -72,7 +74,7 @@ std::vector<Case> build_cases() {
                      kF32Math, kF16Out, kBF16Out, "elementwise transcendental: expf/erff and one output rounding",
                      small});
     };
-    for (auto [s, small] : {std::pair<Shape, bool>{{2, 640, 64, 64}, false}, {{7}, true}, {{3, 5, 11}, true}}) {
+    for (auto [s, small] : {std::pair<Shape, bool>{{2, 640, 64, 64}, false}, {{2, 640, 16, 16}, false}, {{7}, true}, {{3, 5, 11}, true}}) {
         unary("silu", ops::silu, s, small);
         unary("gelu", ops::gelu, s, small);
         unary("gelu_tanh", ops::gelu_tanh, s, small);
@@ -88,26 +90,28 @@ std::vector<Case> build_cases() {
         auto f = std::string(name) == "add" ? ops::add : std::string(name) == "sub" ? ops::sub : ops::mul;
         binary(name, f, {2, 320, 128, 128}, {1, 320, 1, 1}, false);
         binary(name, f, {2, 1280, 32, 32}, {2, 1280, 1, 1}, false);
+        binary(name, f, {2, 320, 32, 32}, {1, 320, 1, 1}, false);
         binary(name, f, {3, 1, 5}, {4, 1}, true);
         binary(name, f, {2, 3, 7, 5}, {2, 3, 7, 5}, true);
     }
-    for (auto [s, small] : {std::pair<Shape, bool>{{2, 320, 128, 128}, false}, {{13}, true}}) {
+    for (auto [s, small] : {std::pair<Shape, bool>{{2, 320, 128, 128}, false}, {{2, 320, 32, 32}, false}, {{13}, true}}) {
         c.push_back({"scale", shape_str(s), {{s}}, [](const std::vector<Tensor>& in) { return ops::scale(in[0], 0.18215f, -0.5f); },
                      kF32Math, kF16Out, kBF16Out, "alpha * x + beta: FMA vs separate rounding", small});
     }
     // GEGLU (feed-forward of every transformer block): [.., 2 * inner] -> [.., inner]
-    for (auto [s, small] : {std::pair<Shape, bool>{{2, 4096, 2 * 2560}, false}, {{3, 2 * 7}, true}}) {
+    for (auto [s, small] : {std::pair<Shape, bool>{{2, 4096, 2 * 2560}, false}, {{2, 128, 2 * 2560}, false}, {{3, 2 * 7}, true}}) {
         c.push_back({"geglu", shape_str(s), {{s, -3.0f, 3.0f}}, [](const std::vector<Tensor>& in) { return ops::geglu(in[0]); },
                      kF32Math, kF16Out * 4, kBF16Out * 4, "a * gelu(b): erf and two roundings", small});
     }
     // softmax over the last dim (attention probabilities: 4096 x 77 cross-attention rows)
-    for (auto [s, small] : {std::pair<Shape, bool>{{20, 4096, 77}, false}, {{3, 5}, true}, {{2, 1000}, true}}) {
+    for (auto [s, small] : {std::pair<Shape, bool>{{20, 4096, 77}, false}, {{20, 256, 77}, false}, {{3, 5}, true}, {{2, 1000}, true}}) {
         c.push_back({"softmax", shape_str(s), {{s, -8.0f, 8.0f}}, [](const std::vector<Tensor>& in) { return ops::softmax(in[0]); },
                      kF32Math, kF16Out * 4, kBF16Out * 4, "max-subtracted exp and an fp32 sum per row", small});
     }
     // group norm: SDXL's 32 groups at every level; odd: 3 groups of 2 channels
     struct GN { Shape s; int groups; bool small; };
-    for (const GN& g : {GN{{2, 320, 128, 128}, 32, false}, GN{{2, 1280, 32, 32}, 32, false}, GN{{1, 6, 5, 3}, 3, true}}) {
+    for (const GN& g : {GN{{2, 320, 128, 128}, 32, false}, GN{{2, 1280, 32, 32}, 32, false}, GN{{2, 320, 32, 32}, 32, false},
+                        GN{{1, 6, 5, 3}, 3, true}}) {
         const int64_t C = g.s[1];
         const int groups = g.groups;
         c.push_back({"group_norm", shape_str(g.s) + " groups " + std::to_string(groups), {{g.s, -2.0f, 3.0f}, {{C}, 0.5f, 1.5f}, {{C}}},
@@ -115,7 +119,8 @@ std::vector<Case> build_cases() {
                      1e-7, kF16Out * 8, kBF16Out * 8, "mean/variance reductions in fp32 in another order", g.small});
     }
     // layer norm over the last dim: transformer hidden 640/1280, CLIP 768/1280
-    for (auto [s, small] : {std::pair<Shape, bool>{{2, 4096, 640}, false}, {{2, 77, 1280}, false}, {{3, 7}, true}}) {
+    for (auto [s, small] : {std::pair<Shape, bool>{{2, 4096, 640}, false}, {{2, 256, 640}, false}, {{2, 77, 1280}, false},
+                            {{3, 7}, true}}) {
         const int64_t C = s.back();
         c.push_back({"layer_norm", shape_str(s), {{s, -2.0f, 3.0f}, {{C}, 0.5f, 1.5f}, {{C}}},
                      [](const std::vector<Tensor>& in) { return ops::layer_norm(in[0], in[1], in[2], 1e-5f); },
@@ -124,6 +129,7 @@ std::vector<Case> build_cases() {
     // linear: attention projections, GEGLU proj, the 2048-wide context, odd K/N
     struct LN { Shape x; int64_t n; bool small; };
     for (const LN& l : {LN{{2, 4096, 640}, 640, false}, LN{{2, 1024, 1280}, 10240, false}, LN{{2, 77, 2048}, 640, false},
+                        LN{{2, 256, 640}, 640, false}, LN{{2, 16, 1280}, 10240, false},
                         LN{{3, 5, 7}, 11, true}, LN{{1, 1}, 3, true}}) {
         const int64_t K = l.x.back();
         const float ws = 1.0f / std::sqrt(float(K));
@@ -134,7 +140,8 @@ std::vector<Case> build_cases() {
     }
     // batched matmul (attention scores and values in the simple path)
     struct MM { Shape a, b; bool small; };
-    for (const MM& m : {MM{{20, 1024, 64}, {20, 64, 77}, false}, MM{{3, 5, 7}, {1, 7, 4}, true}}) {
+    for (const MM& m : {MM{{20, 1024, 64}, {20, 64, 77}, false}, MM{{20, 128, 64}, {20, 64, 77}, false},
+                        MM{{3, 5, 7}, {1, 7, 4}, true}}) {
         c.push_back({"matmul", shape_str(m.a) + " @ " + shape_str(m.b), {{m.a}, {m.b}},
                      [](const std::vector<Tensor>& in) { return ops::matmul(in[0], in[1]); }, 1e-7, kReduced, kReduced,
                      "GEMM: other summation order; fp16/bf16 operands", m.small});
@@ -143,6 +150,8 @@ std::vector<Case> build_cases() {
     struct CV { Shape x, w; int stride, pad; bool small; };
     for (const CV& v : {CV{{2, 4, 128, 128}, {320, 4, 3, 3}, 1, 1, false}, CV{{2, 640, 64, 64}, {640, 640, 3, 3}, 1, 1, false},
                         CV{{2, 320, 128, 128}, {320, 320, 3, 3}, 2, 1, false}, CV{{2, 640, 32, 32}, {1280, 640, 1, 1}, 1, 0, false},
+                        CV{{2, 640, 8, 8}, {640, 640, 3, 3}, 1, 1, false}, CV{{2, 320, 16, 16}, {320, 320, 3, 3}, 2, 1, false},
+                        CV{{2, 640, 8, 8}, {1280, 640, 1, 1}, 1, 0, false},
                         CV{{1, 3, 9, 7}, {5, 3, 3, 3}, 1, 1, true}, CV{{2, 2, 5, 6}, {3, 2, 3, 3}, 2, 0, true}}) {
         const int stride = v.stride, pad = v.pad;
         const float ws = 1.0f / std::sqrt(float(v.w[1] * v.w[2] * v.w[3]));
@@ -157,6 +166,8 @@ std::vector<Case> build_cases() {
     for (const AT& a : {AT{{2, 10, 4096, 64}, {2, 10, 4096, 64}, false, false, false}, AT{{2, 20, 1024, 64}, {2, 20, 77, 64}, false, false, false},
                         AT{{2, 20, 1024, 64}, {2, 20, 154, 64}, false, false, false}, AT{{1, 12, 77, 64}, {1, 12, 77, 64}, true, true, false},
                         AT{{1, 1, 4096, 512}, {1, 1, 4096, 512}, false, false, false},  // VAE mid-block, 512 px
+                        AT{{2, 10, 256, 64}, {2, 10, 256, 64}, false, false, false}, AT{{2, 20, 128, 64}, {2, 20, 77, 64}, false, false, false},
+                        AT{{2, 20, 128, 64}, {2, 20, 154, 64}, false, false, false}, AT{{1, 1, 256, 512}, {1, 1, 256, 512}, false, false, false},
                         AT{{1, 3, 33, 40}, {1, 3, 17, 40}, false, false, true}, AT{{2, 2, 5, 64}, {2, 2, 5, 64}, true, false, true},
                         AT{{1, 2, 9, 96}, {1, 2, 13, 96}, false, false, true}}) {
         std::vector<Input> in = {{a.q}, {a.kv}, {a.kv}};
@@ -192,6 +203,23 @@ std::vector<Case> build_cases() {
                      1e-7, 1e-7, 1e-7, "sin/cos of t * exp(-log(10000) i / half): float32 in any dtype", d < 64});
     }
     return c;
+}
+
+// Whether a real-shape case is cheap enough for the CPU SIMT emulator (CI): at most 3 M input elements for the
+// memory-bound ops, at most 5e8 multiply-adds for the GEMM-like ones (the fake cuBLAS/cuDNN run plain loops and
+// the attention kernel runs thread by thread). Every op also has mid-size cases below these limits (the
+// SDXL channel widths and head sizes at smaller spatial sizes), so no op is left out on the emulator.
+bool fits_emulator(const Case& c) {
+    double elems = 0;
+    for (const Input& in : c.inputs) elems += double(shape_numel(in.shape));
+    const Shape& a = c.inputs[0].shape;
+    double macs = 0;
+    if (c.op == "linear") macs = double(shape_numel(a)) * double(c.inputs[1].shape[0]);  // M K N
+    if (c.op == "matmul") macs = double(shape_numel(a)) * double(c.inputs[1].shape.back()) *
+                                 double(std::max<int64_t>(1, c.inputs[1].shape[0] / std::max<int64_t>(1, a[0])));
+    if (c.op == "conv2d") macs = double(shape_numel(a)) * double(shape_numel(c.inputs[1].shape)) / double(a[1]);
+    if (c.op == "attention") macs = 2.0 * double(shape_numel(a)) * double(c.inputs[1].shape[2]);
+    return macs > 0 ? macs <= 5e8 : elems <= 3e6;
 }
 
 Tensor random_input(const Input& in, std::mt19937& rng) {
@@ -232,12 +260,13 @@ const char* dtype_label(DType t) { return t == DType::F32 ? "f32" : t == DType::
 }  // namespace
 
 int main(int argc, char** argv) {
-    bool perf = false, small_only = false, self_check = false;
+    bool perf = false, small_only = false, self_check = false, emulator = false;
     std::string only_op, only_dtype;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         if (a == "--perf") perf = true;
         else if (a == "--small") small_only = true;
+        else if (a == "--emulator") emulator = true;
         else if (a == "--cpu-self-check") self_check = true;
         else if (a == "--versions") {  // driver, runtime, and the cuBLAS/cuDNN this process loads
             std::cout << device::cuda_versions();
@@ -246,7 +275,7 @@ int main(int argc, char** argv) {
         else if (a == "--op" && i + 1 < argc) only_op = argv[++i];
         else if (a == "--dtype" && i + 1 < argc) only_dtype = argv[++i];
         else {
-            std::cerr << "usage: sdxl_backend_ops [--versions] [--perf] [--small] [--cpu-self-check] [--op NAME] [--dtype f32|f16|bf16]\n";
+            std::cerr << "usage: sdxl_backend_ops [--versions] [--perf] [--small] [--emulator] [--cpu-self-check] [--op NAME] [--dtype f32|f16|bf16]\n";
             return 2;
         }
     }
@@ -265,6 +294,7 @@ int main(int argc, char** argv) {
     for (const Case& c : build_cases()) {
         if (!only_op.empty() && c.op != only_op) continue;
         if (small_only && !c.small) continue;
+        if (emulator && !c.small && !fits_emulator(c)) continue;
         std::vector<Tensor> host;
         for (const Input& in : c.inputs) host.push_back(random_input(in, rng));
         for (DType dt : {DType::F32, DType::F16, DType::BF16}) {

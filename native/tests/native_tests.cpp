@@ -1,4 +1,5 @@
 // The native test runner: runs every registered test (or those whose name contains argv[1]).
+#include <chrono>
 #include <cstring>
 
 #include "check.h"
@@ -21,13 +22,15 @@ int main(int argc, char** argv) {
     for (auto& t : registry()) {
         if (argc > 1 && !std::strstr(t.name, argv[1])) continue;
         int before = failures();
+        const auto t0 = std::chrono::steady_clock::now();
         try {
             t.body();
         } catch (const std::exception& e) {
             ++failures();
             std::cerr << t.name << ": unexpected exception: " << e.what() << "\n";
         }
-        std::cout << (failures() == before ? "ok   " : "FAIL ") << t.name << "\n";
+        const long ms = long(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+        std::cout << (failures() == before ? "ok   " : "FAIL ") << t.name << " (" << ms << " ms)\n";
         ++ran;
     }
     std::cout << ran << " tests, " << failures() << " failed checks\n";

@@ -16,9 +16,10 @@
 # also has its own limit, so one slow phase cannot eat the others' time.
 #
 # Rehearsal on a machine without a GPU (so that only the GPU is new on the device):
-#   SDXL_CHECK_REHEARSAL=1 bash tools/gpu/check.sh 1   (and 2): the same build and phases, the runners on the
-#   CPU at small sizes where they allow it, and the sanitizer phases run their runner without the sanitizer
-#   when compute-sanitizer is not installed. Logs under ./gpu-out unless $OUT is set.
+#   SDXL_CHECK_REHEARSAL=1 bash tools/gpu/check.sh 1   (and 2): the same build and phases; the CUDA phases run
+#   on the CPU SIMT emulator (README: "The CUDA backend without a GPU") with the same flags, the real-size UNet
+#   on the CPU backend at 128 px, and the sanitizer phases run their runner without the sanitizer when
+#   compute-sanitizer is not installed. Logs under ./gpu-out unless $OUT is set.
 set -uo pipefail
 call="${1:-}"
 if [[ "$call" != 1 && "$call" != 2 ]]; then
@@ -57,22 +58,32 @@ step() {  # step NAME SECONDS COMMAND...: time-limited, logs to $out/NAME.log, o
     return 0
 }
 
-# The runners' device arguments, and the sanitizer (absent in rehearsal on a CPU machine).
+# The runners and their device arguments. In rehearsal the CUDA phases run on the CPU SIMT emulator (the
+# emulator build of the same runners, with the fake CUDA runtime/cuBLAS/cuDNN), so that the very commands of the
+# device call, CUDA path included, have run before; the real-size UNet runs on the CPU backend (too big for
+# the emulator) at a small size.
+emu_flag=OFF
+ops_bin="$build/sdxl_backend_ops"
+cases_bin="$build/sdxl_model_cases"
 if [[ "$rehearsal" == 1 ]]; then
-    dev=(--device cpu)
-    ops_args=(--cpu-self-check --small)
+    emu_flag=ON
+    ops_bin="$build/emu/sdxl_backend_ops_emu"
+    cases_bin="$build/emu/sdxl_model_cases_emu"
+    export SDXL4J_CUDA_LIBS="$build/emu/fakelibs"
+    unet_dev=(--device cpu)
+    ops_args=(--emulator)
     unet_args=(--size 128 --iters 2)
     half_dtypes=(f32 f32)  # the CPU backend computes in F32 only
-    model_dtypes=(f32)
-    memcheck_dtype=f32
 else
-    dev=(--device cuda)
+    unet_dev=(--device cuda)
     ops_args=()
     unet_args=(--size 1024 --batch 2 --iters 12)
     half_dtypes=(f16 bf16)
-    model_dtypes=(f32 f16 bf16)
-    memcheck_dtype=f16
 fi
+dev=(--device cuda)
+model_dtypes=(f32 f16 bf16)
+memcheck_dtype=f16
+
 sanitizer() {  # sanitizer TOOL ARGS... -- COMMAND...
     local tool="$1"
     shift
@@ -93,11 +104,13 @@ sanitizer() {  # sanitizer TOOL ARGS... -- COMMAND...
 build_runners() {  # configure (if needed) + build the three runners (+ the native tests in call 2)
     local targets=(sdxl_unet_perf sdxl_backend_ops sdxl_model_cases)
     [[ "$call" == 2 ]] && targets+=(sdxl_native_tests)
+    [[ "$rehearsal" == 1 ]] && targets+=(sdxl_backend_ops_emu sdxl_model_cases_emu sdxl_native_tests_emu)
     local generator=()
     command -v ninja > /dev/null && generator=(-G Ninja)
     if [[ ! -f "$build/CMakeCache.txt" ]]; then
         step configure 90 cmake -S "$root/native" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
-            -DSDXL_OPENBLAS_DIR="$blas" -DSDXL_CUDA=ON -DSDXL_CUDA_ARCHITECTURES=90
+            -DSDXL_OPENBLAS_DIR="$blas" -DSDXL_CUDA=ON -DSDXL_CUDA_ARCHITECTURES=90 \
+            -DSDXL_CUDA_EMULATOR="$emu_flag"
     fi
     step "build-$call" 240 cmake --build "$build" -j "$jobs" --target "${targets[@]}"
 }
@@ -110,23 +123,27 @@ if [[ "$call" == 1 ]]; then
     { nvidia-smi; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv;
       nvcc --version; cmake --version | head -1; } > "$out/machine.txt" 2>&1
     build_runners
-    step versions 30 "$build/sdxl_backend_ops" --versions
-    step unet_perf_f16 120 "$build/sdxl_unet_perf" "${dev[@]}" --dtype "${half_dtypes[0]}" "${unet_args[@]}"
-    step unet_perf_bf16 120 "$build/sdxl_unet_perf" "${dev[@]}" --dtype "${half_dtypes[1]}" "${unet_args[@]}"
-    step backend_ops 150 "$build/sdxl_backend_ops" "${ops_args[@]}"
+    step versions 30 "$ops_bin" --versions
+    step unet_perf_f16 120 "$build/sdxl_unet_perf" "${unet_dev[@]}" --dtype "${half_dtypes[0]}" "${unet_args[@]}"
+    step unet_perf_bf16 120 "$build/sdxl_unet_perf" "${unet_dev[@]}" --dtype "${half_dtypes[1]}" "${unet_args[@]}"
+    step backend_ops 150 "$ops_bin" "${ops_args[@]}"
 else
     build_runners
     for dt in "${model_dtypes[@]}"; do
-        step "model_cases_$dt" 90 "$build/sdxl_model_cases" "${dev[@]}" --dtype "$dt"
+        step "model_cases_$dt" 90 "$cases_bin" "${dev[@]}" --dtype "$dt"
     done
     step memcheck_ops 120 env SDXL4J_CUDA_CACHE=0 bash -c "$(declare -f sanitizer); rehearsal=$rehearsal; \
-        sanitizer memcheck --leak-check full -- \"$build/sdxl_backend_ops\" ${ops_args[*]} --small"
+        sanitizer memcheck --leak-check full -- \"$ops_bin\" ${ops_args[*]} --small"
     step memcheck_models 120 env SDXL4J_CUDA_CACHE=0 bash -c "$(declare -f sanitizer); rehearsal=$rehearsal; \
-        sanitizer memcheck -- \"$build/sdxl_model_cases\" ${dev[*]} --dtype $memcheck_dtype"
+        sanitizer memcheck -- \"$cases_bin\" ${dev[*]} --dtype $memcheck_dtype"
     step racecheck_attention 90 bash -c "$(declare -f sanitizer); rehearsal=$rehearsal; \
-        sanitizer racecheck -- \"$build/sdxl_backend_ops\" ${ops_args[*]} --small --op attention"
+        sanitizer racecheck -- \"$ops_bin\" ${ops_args[*]} --small --op attention"
     step racecheck_norm 60 bash -c "$(declare -f sanitizer); rehearsal=$rehearsal; \
-        sanitizer racecheck -- \"$build/sdxl_backend_ops\" ${ops_args[*]} --small --op group_norm"
-    step ctest 90 ctest --test-dir "$build" --output-on-failure -R native_tests
+        sanitizer racecheck -- \"$ops_bin\" ${ops_args[*]} --small --op group_norm"
+    if [[ "$rehearsal" == 1 ]]; then
+        step ctest 90 ctest --test-dir "$build" --output-on-failure -R "^(native_tests|emu_native_tests)$"
+    else
+        step ctest 90 ctest --test-dir "$build" --output-on-failure -R "^native_tests$"
+    fi
 fi
 echo "call $call done in $((SECONDS - started))s; logs in $out" | tee -a "$summary"

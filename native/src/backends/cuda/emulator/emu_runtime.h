@@ -30,4 +30,8 @@ void set_device_capacity(size_t bytes);
 size_t device_capacity();
 size_t device_bytes_in_use();  // live allocations, in bytes as requested
 
+// Clears a sticky error (a kernel fault, an illegal address) so that a test can go on after provoking one.
+// On a GPU such an error lasts until the process ends.
+void reset_device();
+
 }  // namespace sdxl_emu

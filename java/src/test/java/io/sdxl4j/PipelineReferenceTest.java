@@ -36,14 +36,27 @@ class PipelineReferenceTest {
     private static final Map<String, StableDiffusionXL> BASES = new HashMap<>();
     private static final Map<String, Refiner> REFINERS = new HashMap<>();
 
+    /**
+     * The device the pipelines run on: the system property {@code sdxl4j.test.device} ({@code cpu}, the default, or
+     * {@code cuda}: the emulated-CUDA test run, see {@link EmulatedCudaPipelineTest}), always in F32.
+     */
+    static Device device() {
+        return System.getProperty("sdxl4j.test.device", "cpu").equalsIgnoreCase("cuda") ? Device.CUDA : Device.CPU;
+    }
+
     static StableDiffusionXL base(String model, boolean watermark) {
         return BASES.computeIfAbsent(model + watermark, k -> StableDiffusionXL.load(ReferenceData.root().resolve(model),
-                PipelineOptions.defaults().withWatermark(watermark)));
+                PipelineOptions.defaults().withWatermark(watermark).withDevice(device())));
     }
 
     static Refiner refiner(String model) {
         return REFINERS.computeIfAbsent(model, k -> Refiner.load(ReferenceData.root().resolve(model),
-                PipelineOptions.defaults().withWatermark(false)));
+                PipelineOptions.defaults().withWatermark(false).withDevice(device())));
+    }
+
+    /** The cases this class runs: all of index.json. */
+    protected List<JsonNode> selectCases(List<JsonNode> all) {
+        return all;
     }
 
     @AfterAll
@@ -55,7 +68,7 @@ class PipelineReferenceTest {
     @TestFactory
     Stream<DynamicTest> everyCase() {
         List<JsonNode> cases = ReferenceData.cases("pipelines");
-        return cases.stream().map(c -> DynamicTest.dynamicTest(c.get("name").asText(), () -> run(c, cases)));
+        return selectCases(cases).stream().map(c -> DynamicTest.dynamicTest(c.get("name").asText(), () -> run(c, cases)));
     }
 
     private static void run(JsonNode c, List<JsonNode> all) {
