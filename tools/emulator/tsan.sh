@@ -6,7 +6,8 @@
 #   bash tools/emulator/tsan.sh [BUILD_DIR]      (default native/build-tsan; about 4 minutes on 2 cores)
 #
 # 1. builds the emulated native tests with -fsanitize=thread (CPU backend + emulated CUDA backend),
-# 2. runs the emulator's own tests and every CUDA kernel test: must be race-free,
+# 2. runs the emulator's own tests and the tests of every kernel with shared memory and barriers (attention,
+#    group/layer norm, softmax): must be race-free (TSan stops at the first report),
 # 3. runs the planted race (a shared-memory exchange without its __syncthreads): TSan must report it.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -29,9 +30,10 @@ cmake --build "$build" -j "$(nproc)" --target sdxl_native_tests_emu > "$build/ts
 export SDXL4J_CUDA_LIBS="$build/emu/fakelibs"
 # OpenBLAS is not instrumented: keep it to one thread so its internal hand-offs cannot look like races.
 export OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
-echo "== race-free: the emulator's tests and the CUDA kernel tests"
-for filter in emulator_ test_cuda_kernels test_cuda_attention; do
-    "$build/emu/sdxl_native_tests_emu" "$filter" | tail -n 1
+echo "== race-free: the emulator's tests and every CUDA kernel that uses shared memory and barriers"
+for filter in emulator_ test_cuda_attention test_cuda_kernels_group_norm test_cuda_kernels_layer_norm \
+    test_cuda_kernels_softmax; do
+    "$build/emu/sdxl_native_tests_emu" "$filter" 2> "$build/tsan-$filter.log" | grep -E "^(ok|FAIL)|failed checks"
 done
 echo "== the planted race must be reported"
 if SDXL_EMU_PLANTED_RACE=1 "$build/emu/sdxl_native_tests_emu" emulator_missing_syncthreads > "$build/tsan-race.log" 2>&1; then

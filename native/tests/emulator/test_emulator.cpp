@@ -17,6 +17,7 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "core/tensor.h"
+#include "sdxl/sdxl.h"
 
 using namespace sdxl;
 using sdxl::cuda::launch;
@@ -355,4 +356,42 @@ SDXL_TEST(emulator_out_of_memory_and_recovery) {
     b = Tensor();
     device::cuda_empty_cache();
     sdxl_emu::set_device_capacity(saved);
+}
+
+// A model on the device stays usable after running out of memory: a VAE decode with too little device memory
+// fails with OUT_OF_MEMORY (nothing leaks), and with the memory back the same decode gives the same image as
+// before the failure.
+SDXL_TEST(emulator_model_usable_after_out_of_memory) {
+    namespace api = sdxl::api;
+    api::VaeConfig cfg = api::VaeConfig::sdxl();
+    cfg.block_out_channels = {16, 32, 32, 32};
+    cfg.layers_per_block = 1;
+    cfg.norm_num_groups = 8;
+    const api::VaeModel vae = api::VaeModel::random(cfg, 3, api::DEVICE_CUDA, api::DTYPE_F32);
+    std::vector<float> z(size_t(1 * 4 * 8 * 8));
+    for (size_t i = 0; i < z.size(); ++i) z[i] = float(i % 13) * 0.1f - 0.6f;
+    const api::Tensor latents = api::Tensor::from_floats(z.data(), {1, 4, 8, 8});
+    auto decode = [&]() {
+        const api::Tensor img = vae.decode(latents);
+        std::vector<float> v(size_t(img.numel()));
+        img.copy_to_floats(v.data(), img.numel());
+        return v;
+    };
+    const std::vector<float> before = decode();
+    device::cuda_empty_cache();
+    const size_t saved = sdxl_emu::device_capacity(), in_use = sdxl_emu::device_bytes_in_use();
+    sdxl_emu::set_device_capacity(in_use + (size_t(64) << 10));  // the weights fit, the activations do not
+    bool oom = false;
+    try {
+        (void)decode();
+    } catch (const Error& e) {
+        oom = e.code() == ErrorCode::OUT_OF_MEMORY;
+        CHECK_MSG(oom, e.what());
+    }
+    CHECK_MSG(oom, "the decode should have run out of device memory");
+    device::cuda_empty_cache();
+    CHECK_MSG(sdxl_emu::device_bytes_in_use() == in_use, "the failed decode left " << sdxl_emu::device_bytes_in_use() - in_use
+                                                                                   << " bytes allocated");
+    sdxl_emu::set_device_capacity(saved);
+    CHECK(decode() == before);
 }

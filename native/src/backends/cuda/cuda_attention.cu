@@ -6,13 +6,19 @@
 // Simple kernel: grid = B * H * Lq blocks, 128 threads, dynamic shared memory (D + Dv + 128) floats
 // (opted in above 48 KiB).
 //
-// Resource usage (nvcc 13.0, -O3 -Xptxas -v, sm_90; the same for F32/F16/BF16), no spills:
-//   flash D = 32: 143 registers, 16640 B smem     D = 40: 150 registers, 20736 B smem
-//   flash D = 64: 207 registers, 33024 B smem     D = 80: 245 registers, 41216 B smem
-//   simple: 64 registers (F16: 8 B spill), 16 B static smem + (D + Dv + 128) * 4 B dynamic
-// sm_80: flash D = 32/40/64/80: 140/168/210/244 registers, same smem, no spills; simple 64-72 registers
-// (F32/BF16: ~24 B spill stores; simple path only).
-// At 207 registers x 128 threads, D = 64 fits 2 blocks (8 warps) per SM: latency is hidden by the 16-key
+// Resource usage (nvcc 13.0 -O3, ptxas --resource-usage; registers the same for F32/F16/BF16 unless noted).
+// No kernel spills; CTest cuda_resources keeps it so (full table: <build>/cuda_resources.txt).
+//                 registers sm_90   registers sm_80          static smem
+//   flash D = 32  142               140                      16640 B
+//   flash D = 40  149               168                      20736 B
+//   flash D = 64  209               212                      33024 B
+//   flash D = 80  246               244                      41216 B
+//   simple        40                56 F32, 48 F16/BF16      16 B (+ (D + Dv + 128) * 4 B dynamic)
+// The simple kernel used to spill (sm_80 F32/BF16 24-28 B, sm_90 F16 8 B, at 64-72 registers): the 64-bit
+// divisions bh / H in every simple_* routine (and blk / Lq) are called subroutines in SASS, and ptxas spilled
+// around those calls. It now splits its block index once, in 32-bit arithmetic (SimpleRow, simple_row in
+// cuda_attention_tile.h): same results, same launch configuration, 40-56 registers.
+// At 209 registers x 128 threads, D = 64 fits 2 blocks (8 warps) per SM: latency is hidden by the 16-key
 // chunks' independent FMAs rather than by occupancy.
 #include <cuda_runtime.h>
 
@@ -68,26 +74,25 @@ __global__ void __launch_bounds__(kSimpleThreads) simple_kernel(AttnParams p) {
     SDXL_DYNAMIC_SHARED(float, smem);
     __shared__ float red[kSimpleThreads / 32];
     const SimpleShared sh{smem, smem + p.D, smem + p.D + p.Dv};
-    const int64_t blk = blockIdx.x;
-    const int64_t bh = blk / p.Lq, row = blk % p.Lq;
+    const SimpleRow r = simple_row(p, blockIdx.x);  // 32-bit divisions only (no spills, see SimpleRow)
     const int tid = int(threadIdx.x);
     constexpr int nt = kSimpleThreads;
 
-    simple_load_q<E>(p, sh, bh, row, tid, nt);
+    simple_load_q<E>(p, sh, r, tid, nt);
     __syncthreads();
-    const float mx = block_reduce<true>(simple_partial_max<E>(p, sh, bh, row, tid, nt), red);
+    const float mx = block_reduce<true>(simple_partial_max<E>(p, sh, r, tid, nt), red);
     float lsum = 0.0f;
     if (mx != neg_inf()) {  // uniform over the block
-        const int64_t nk = simple_key_end(p, row);
+        const int64_t nk = simple_key_end(p, r.row);
         for (int64_t c0 = 0; c0 < nk; c0 += nt) {
-            lsum += simple_chunk_p<E>(p, sh, bh, row, mx, c0, tid);
+            lsum += simple_chunk_p<E>(p, sh, r, mx, c0, tid);
             __syncthreads();  // sh.p complete
-            simple_chunk_acc<E>(p, sh, bh, row, c0, tid, nt);
+            simple_chunk_acc<E>(p, sh, r, c0, tid, nt);
             __syncthreads();  // sh.p consumed before the next chunk overwrites it
         }
     }
     const float sum = block_reduce<false>(lsum, red);
-    simple_store<E>(p, sh, bh, row, sum, tid, nt);
+    simple_store<E>(p, sh, r, sum, tid, nt);
 }
 
 constexpr int64_t kMaxGrid = 2147483647;  // gridDim.x limit

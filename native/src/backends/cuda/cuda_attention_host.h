@@ -73,21 +73,21 @@ void emulate_simple(const AttnParams& p) {
     std::vector<float> qbuf(size_t(p.D) + 1), acc(size_t(p.Dv) + 1), pbuf(nt);
     const SimpleShared sh{qbuf.data(), acc.data(), pbuf.data()};
     for (int64_t blk = 0; blk < p.B * p.H * p.Lq; ++blk) {
-        const int64_t bh = blk / p.Lq, row = blk % p.Lq;
-        for (int t = 0; t < nt; ++t) simple_load_q<E>(p, sh, bh, row, t, nt);
+        const SimpleRow r = simple_row(p, blk);
+        for (int t = 0; t < nt; ++t) simple_load_q<E>(p, sh, r, t, nt);
         float mx = neg_inf();
-        for (int t = 0; t < nt; ++t) mx = attn_max(mx, simple_partial_max<E>(p, sh, bh, row, t, nt));
+        for (int t = 0; t < nt; ++t) mx = attn_max(mx, simple_partial_max<E>(p, sh, r, t, nt));
         std::vector<float> lsum(nt, 0.0f);
         if (mx != neg_inf()) {
-            const int64_t nk = simple_key_end(p, row);
+            const int64_t nk = simple_key_end(p, r.row);
             for (int64_t c0 = 0; c0 < nk; c0 += nt) {
-                for (int t = 0; t < nt; ++t) lsum[size_t(t)] += simple_chunk_p<E>(p, sh, bh, row, mx, c0, t);
-                for (int t = 0; t < nt; ++t) simple_chunk_acc<E>(p, sh, bh, row, c0, t, nt);
+                for (int t = 0; t < nt; ++t) lsum[size_t(t)] += simple_chunk_p<E>(p, sh, r, mx, c0, t);
+                for (int t = 0; t < nt; ++t) simple_chunk_acc<E>(p, sh, r, c0, t, nt);
             }
         }
         float sum = 0.0f;
         for (float x : lsum) sum += x;
-        for (int t = 0; t < nt; ++t) simple_store<E>(p, sh, bh, row, sum, t, nt);
+        for (int t = 0; t < nt; ++t) simple_store<E>(p, sh, r, sum, t, nt);
     }
 }
 

@@ -294,26 +294,51 @@ struct SimpleShared {
     float* p;
 };
 
+// The (b, h, query row) of one simple block, split once per block. The routines below take it instead of
+// dividing a flat bh by H each: on the device a 64-bit integer division is a called subroutine, and the
+// registers that call pins made ptxas spill the simple kernel (8-28 B per thread on sm_80/sm_90).
+struct SimpleRow {
+    int64_t b, h, row;
+};
+
+// q = x / n, r = x % n for 0 <= x and n >= 1. On the device x is a block index (< 2^31, the grid limit that
+// launch_simple checks), so 32-bit division suffices: no 64-bit division subroutine in the kernel at all.
+struct DivMod {
+    int64_t q, r;
+};
+SDXL_HD DivMod divmod_index(int64_t x, int64_t n) {
+#if !defined(__CUDA_ARCH__)
+    if (x >> 32) return {x / n, x % n};  // host only (the emulation may loop past 2^32 blocks)
+#endif
+    if (n > x) return {0, x};
+    const auto xu = uint32_t(x), nu = uint32_t(n);  // n <= x < 2^32
+    return {int64_t(xu / nu), int64_t(xu % nu)};
+}
+
+// Block blk of the simple kernel's grid (B * H * Lq blocks, row-major).
+SDXL_HD SimpleRow simple_row(const AttnParams& p, int64_t blk) {
+    const DivMod bh = divmod_index(blk, p.Lq), b = divmod_index(bh.q, p.H);
+    return {b.q, b.r, bh.r};
+}
+
 SDXL_HD int64_t simple_key_end(const AttnParams& p, int64_t row) {
     if (!p.causal) return p.Lk;
     return row + 1 < p.Lk ? row + 1 : p.Lk;
 }
 
 template <class E>
-SDXL_HD void simple_load_q(const AttnParams& p, SimpleShared sh, int64_t bh, int64_t row, int tid, int nt) {
-    const int64_t b = bh / p.H, h = bh % p.H;
-    const auto* qp = static_cast<const typename E::T*>(p.q) + b * p.q_stride[0] + h * p.q_stride[1] +
-                     row * p.q_stride[2];
+SDXL_HD void simple_load_q(const AttnParams& p, SimpleShared sh, const SimpleRow& r, int tid, int nt) {
+    const auto* qp = static_cast<const typename E::T*>(p.q) + r.b * p.q_stride[0] + r.h * p.q_stride[1] +
+                     r.row * p.q_stride[2];
     for (int d = tid; d < p.D; d += nt) sh.q[d] = E::load(qp + d * p.q_stride[3]) * p.scale_log2;
     for (int d = tid; d < p.Dv; d += nt) sh.acc[d] = 0.0f;
 }
 
 // Base-2 score of key `key` (< simple_key_end) for the row whose scaled q is in sh.q; -inf when masked.
 template <class E>
-SDXL_HD float simple_score(const AttnParams& p, SimpleShared sh, int64_t bh, int64_t key) {
-    const int64_t b = bh / p.H, h = bh % p.H;
-    if (!key_kept(p, b, key)) return neg_inf();
-    const auto* kp = static_cast<const typename E::T*>(p.k) + b * p.k_stride[0] + h * p.k_stride[1] +
+SDXL_HD float simple_score(const AttnParams& p, SimpleShared sh, const SimpleRow& r, int64_t key) {
+    if (!key_kept(p, r.b, key)) return neg_inf();
+    const auto* kp = static_cast<const typename E::T*>(p.k) + r.b * p.k_stride[0] + r.h * p.k_stride[1] +
                      key * p.k_stride[2];
     float dot = 0.0f;
     for (int d = 0; d < p.D; ++d) dot += sh.q[d] * E::load(kp + d * p.k_stride[3]);
@@ -322,32 +347,31 @@ SDXL_HD float simple_score(const AttnParams& p, SimpleShared sh, int64_t bh, int
 
 // Pass 1, per thread: max score over keys tid, tid + nt, ... (block-reduced by the caller).
 template <class E>
-SDXL_HD float simple_partial_max(const AttnParams& p, SimpleShared sh, int64_t bh, int64_t row, int tid, int nt) {
-    const int64_t nk = simple_key_end(p, row);
+SDXL_HD float simple_partial_max(const AttnParams& p, SimpleShared sh, const SimpleRow& r, int tid, int nt) {
+    const int64_t nk = simple_key_end(p, r.row);
     float mx = neg_inf();
-    for (int64_t j = tid; j < nk; j += nt) mx = attn_max(mx, simple_score<E>(p, sh, bh, j));
+    for (int64_t j = tid; j < nk; j += nt) mx = attn_max(mx, simple_score<E>(p, sh, r, j));
     return mx;
 }
 
 // Pass 2a, per thread: p = exp2(s - mx) of key c0 + tid into sh.p[tid] (0 past the row's last key);
 // returns it for the thread's partial sum. mx must be finite.
 template <class E>
-SDXL_HD float simple_chunk_p(const AttnParams& p, SimpleShared sh, int64_t bh, int64_t row, float mx, int64_t c0,
+SDXL_HD float simple_chunk_p(const AttnParams& p, SimpleShared sh, const SimpleRow& r, float mx, int64_t c0,
                              int tid) {
     const int64_t key = c0 + tid;
-    const float e = key < simple_key_end(p, row) ? attn_exp2(simple_score<E>(p, sh, bh, key) - mx) : 0.0f;
+    const float e = key < simple_key_end(p, r.row) ? attn_exp2(simple_score<E>(p, sh, r, key) - mx) : 0.0f;
     sh.p[tid] = e;
     return e;
 }
 
 // Pass 2b, per thread: acc[d] += sum_j p[j] v[c0 + j][d] for the thread's dims d = tid, tid + nt, ...
 template <class E>
-SDXL_HD void simple_chunk_acc(const AttnParams& p, SimpleShared sh, int64_t bh, int64_t row, int64_t c0, int tid,
+SDXL_HD void simple_chunk_acc(const AttnParams& p, SimpleShared sh, const SimpleRow& r, int64_t c0, int tid,
                               int nt) {
-    const int64_t nk = simple_key_end(p, row);
+    const int64_t nk = simple_key_end(p, r.row);
     const int n = int(nk - c0 < nt ? nk - c0 : nt);
-    const int64_t b = bh / p.H, h = bh % p.H;
-    const auto* vp = static_cast<const typename E::T*>(p.v) + b * p.v_stride[0] + h * p.v_stride[1] +
+    const auto* vp = static_cast<const typename E::T*>(p.v) + r.b * p.v_stride[0] + r.h * p.v_stride[1] +
                      c0 * p.v_stride[2];
     for (int d = tid; d < p.Dv; d += nt) {
         float a = sh.acc[d];
@@ -361,10 +385,9 @@ SDXL_HD void simple_chunk_acc(const AttnParams& p, SimpleShared sh, int64_t bh, 
 
 // Final, per thread: o[d] = acc[d] / sum for the thread's dims (zeros when sum == 0: row fully masked).
 template <class E>
-SDXL_HD void simple_store(const AttnParams& p, SimpleShared sh, int64_t bh, int64_t row, float sum, int tid,
-                          int nt) {
+SDXL_HD void simple_store(const AttnParams& p, SimpleShared sh, const SimpleRow& r, float sum, int tid, int nt) {
     const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-    auto* op = static_cast<typename E::T*>(p.o) + (bh * p.Lq + row) * int64_t(p.Dv);
+    auto* op = static_cast<typename E::T*>(p.o) + ((r.b * p.H + r.h) * p.Lq + r.row) * int64_t(p.Dv);
     for (int d = tid; d < p.Dv; d += nt) E::store(op + d, sum > 0.0f ? sh.acc[d] * inv : 0.0f);
 }
 

@@ -392,7 +392,8 @@ bool run_block(Engine& e) {
             f.ts.linear = t;
             f.ts.thread_idx = uint3{t % g_block_dim.x, (t / g_block_dim.x) % g_block_dim.y, t / (g_block_dim.x * g_block_dim.y)};
 #if defined(SDXL_EMU_TSAN)
-            f.tsan_fiber = __tsan_create_fiber(0);
+            // One TSan fiber per thread slot, kept across blocks (blocks are ordered anyway, see run_block's end).
+            if (!f.tsan_fiber) f.tsan_fiber = __tsan_create_fiber(0);
 #endif
         }
         for (unsigned w = 0; w < (e.n + 31) / 32; ++w) e.warps[w] = Warp{};
@@ -474,8 +475,6 @@ bool run_block(Engine& e) {
     }
 #if defined(SDXL_EMU_TSAN)
     for (unsigned t = 0; t < e.n; ++t) {
-        __tsan_destroy_fiber(e.fibers[t].tsan_fiber);
-        e.fibers[t].tsan_fiber = nullptr;
         // The block before the next one: one block's shared memory (static __shared__ is one instance here) is
         // the next block's, which on a GPU would be a different SM's; without this edge that reuse would look
         // like a race. So races between blocks of one grid are not reported, only those inside a block.
