@@ -2,7 +2,9 @@
 //  * host emulation (every build, no GPU needed): the kernels' own per-thread routines
 //    (backends/cuda/cuda_attention_tile.h), run block by block and thread by thread on the CPU
 //    (cuda_attention_host.h), against the cpu backend's attention;
-//  * device (only where a CUDA device is usable, else skipped with the reason): the CUDA op against the cpu op.
+//  * device (only where a CUDA device is usable -- a GPU, or the SIMT emulator in the emulator build -- else
+//    skipped with the reason): the CUDA op against the cpu op, and the tensor-core kernel on its own shapes
+//    (test_cuda_attention_mma).
 //
 // Tolerances (error = max |out - ref| / max |ref| over the output):
 //  * F32, against a double-precision reference: max(2e-6, 2x the cpu backend's own error against it). The
@@ -22,6 +24,9 @@
 
 #include "backends/cuda/cuda_attention_host.h"
 #include "check.h"
+#if defined(SDXL_WITH_CUDA)
+#include "backends/cuda/cuda_attention.cuh"
+#endif
 #include "core/device.h"
 #include "core/tensor.h"
 #include "ops/ops.h"
@@ -289,4 +294,95 @@ SDXL_TEST(test_cuda_attention_device) {
         }
         std::cout << "  cuda " << dtype_name(dt) << " attention: max relative error " << worst << "\n";
     }
+}
+
+// The tensor-core kernel (cuda_attention_mma.cu: F16/BF16, D = 64 and 80, no mask, not causal) against the fp32
+// cpu attention on the same rounded inputs: error at most 2x that of the naive half-precision attention
+// (FlashAttention's rule, see the header comment). Sizes off the kernel's tiles (128 query rows per block,
+// 64-key K/V tiles, 16-row warps): Lq, Lk in {5, 13, 77, 100, 257}; on the device, [B, L, H, D] projections
+// viewed as [B, H, L, D] and a key range narrowed out of a longer tensor (strided reads, no copy); peaky
+// scores that move the running max across tiles. Each case also checks which kernel ops::attention takes:
+// q rows that cannot be copied 16 bytes at a time keep the SIMT flash kernel (and must be right too).
+SDXL_TEST(test_cuda_attention_mma) {
+    if (!device::cuda_available()) {
+        std::cout << "  (skipped: " << device::cuda_status() << ")\n";
+        return;
+    }
+#if defined(SDXL_WITH_CUDA)
+    // How a case's (contiguous) q/k/v are laid out on the device.
+    enum class Layout { CONTIGUOUS, BLHD_VIEWS, KEYS_NARROWED, Q_ROWS_PADDED };
+    struct MmaCase {
+        std::string name;
+        Tensor q, k, v;  // F32, contiguous [B, H, L, D]
+        float scale;
+        Layout layout;
+    };
+    auto on_device = [](const Tensor& t, Layout layout, bool key_or_value) {
+        const int64_t B = t.shape()[0], H = t.shape()[1], L = t.shape()[2], D = t.shape()[3];
+        switch (layout) {
+            case Layout::BLHD_VIEWS:  // uploaded as [B, L, H, D], viewed as [B, H, L, D]
+                return t.transpose(1, 2).contiguous().to(Device::CUDA).transpose(1, 2);
+            case Layout::KEYS_NARROWED:  // rows 13 .. 13 + L of L + 30 (an offset base pointer)
+                if (!key_or_value) break;
+                return ops::concat({Tensor::zeros({B, H, 13, D}, t.dtype()), t,
+                                    Tensor::zeros({B, H, 17, D}, t.dtype())},
+                                   2)
+                    .to(Device::CUDA)
+                    .narrow(2, 13, L);
+            case Layout::Q_ROWS_PADDED:  // q rows D + 4 elements apart: not 16-byte aligned
+                if (key_or_value) break;
+                return ops::concat({t, Tensor::zeros({B, H, L, 4}, t.dtype())}, 3).to(Device::CUDA).narrow(3, 0, D);
+            case Layout::CONTIGUOUS: break;
+        }
+        return t.to(Device::CUDA);
+    };
+    for (int D : {64, 80}) {
+        const std::vector<MmaCase> cases = {
+            {"self 257", rnd({1, 2, 257, D}, 70), rnd({1, 2, 257, D}, 71), rnd({1, 2, 257, D}, 72), 0.0f,
+             Layout::CONTIGUOUS},
+            {"cross 100 x 77", rnd({2, 2, 100, D}, 73), rnd({2, 2, 77, D}, 74), rnd({2, 2, 77, D}, 75), 0.0f,
+             Layout::CONTIGUOUS},
+            {"77 x 257, [B, L, H, D] views", rnd({2, 3, 77, D}, 76), rnd({2, 3, 257, D}, 77), rnd({2, 3, 257, D}, 78),
+             0.0f, Layout::BLHD_VIEWS},
+            {"257 x 100 narrowed keys, peaky (scale 0.6)", rnd({1, 2, 257, D}, 79, -3, 3),
+             rnd({1, 2, 100, D}, 80, -3, 3), rnd({1, 2, 100, D}, 81), 0.6f, Layout::KEYS_NARROWED},
+            {"5 x 13 (one partial tile)", rnd({1, 3, 5, D}, 82), rnd({1, 3, 13, D}, 83), rnd({1, 3, 13, D}, 84), 0.0f,
+             Layout::CONTIGUOUS},
+            {"100 x 77, q rows not 16-byte aligned (SIMT flash)", rnd({1, 2, 100, D}, 85), rnd({1, 2, 77, D}, 86),
+             rnd({1, 2, 77, D}, 87), 0.0f, Layout::Q_ROWS_PADDED},
+        };
+        for (DType dt : {DType::F16, DType::BF16}) {
+            double worst_err = 0, worst_ratio = 0;
+            for (const MmaCase& c : cases) {
+                // Inputs rounded to dt; the reference sees exactly those values in F32.
+                const Tensor q = c.q.to(dt), k = c.k.to(dt), v = c.v.to(dt);
+                const Tensor qf = q.to(DType::F32), kf = k.to(DType::F32), vf = v.to(DType::F32);
+                const Tensor ref = ops::attention(qf, kf, vf, Tensor(), false, c.scale);
+                const double naive = rel_err(naive_half(qf, kf, vf, Tensor(), false, c.scale, dt), ref);
+                const Tensor qd = on_device(q, c.layout, false), kd = on_device(k, c.layout, true),
+                             vd = on_device(v, c.layout, true);
+                CHECK_MSG((c.layout == Layout::CONTIGUOUS) == (qd.is_contiguous() && kd.is_contiguous()),
+                          c.name << ": the device tensors are not laid out as intended");
+                const Tensor out = Tensor::empty({qd.shape()[0], qd.shape()[1], qd.shape()[2], D}, dt, Device::CUDA);
+                const float scale = c.scale > 0.0f ? c.scale : float(1.0 / std::sqrt(double(D)));
+                const bool uses_mma =
+                    cuda::attention_uses_mma(attention_params(qd, kd, vd, Tensor(), false, scale, out),
+                                             dt == DType::F16 ? cuda::AttnDType::F16 : cuda::AttnDType::BF16);
+                CHECK_MSG(uses_mma == (c.layout != Layout::Q_ROWS_PADDED),
+                          c.name << ": tensor-core kernel " << (uses_mma ? "taken" : "not taken"));
+                const Tensor got = ops::attention(qd, kd, vd, Tensor(), false, c.scale).to(Device::CPU);
+                CHECK_MSG(got.dtype() == dt, c.name << ": output dtype " << dtype_name(got.dtype()));
+                const double err = rel_err(got, ref);
+                CHECK_MSG(err <= 2 * naive, "D" << D << " " << dtype_name(dt) << " " << c.name << ": error " << err
+                                                << " > 2 x naive " << naive);
+                std::cout << "  D" << D << " " << dtype_name(dt) << " " << c.name << ": error " << err << ", naive "
+                          << naive << " (" << (naive > 0 ? err / naive : 0.0) << " x)\n";
+                worst_err = std::max(worst_err, err);
+                worst_ratio = std::max(worst_ratio, naive > 0 ? err / naive : 0.0);
+            }
+            std::cout << "  tensor-core attention D" << D << " " << dtype_name(dt) << ": max relative error "
+                      << worst_err << ", at most " << worst_ratio << " x the naive half attention's (bound 2 x)\n";
+        }
+    }
+#endif
 }

@@ -12,6 +12,7 @@
 
 #include "backends/cuda/cuda_kernel_util.cuh"
 #include "backends/cuda/cuda_launch.cuh"
+#include "backends/cuda/cuda_mma.cuh"
 #include "backends/cuda/emulator/emu_runtime.h"
 #include "check.h"
 #include "core/device.h"
@@ -108,6 +109,16 @@ __global__ void gather_kernel(int* out) {
     int ok = 1;
     for (int l = 0; l < 32; ++l) ok = ok && all[2 * l] == l * 10 && all[2 * l + 1] == -l;
     out[threadIdx.x] = ok;
+}
+
+// ldmatrix from a row address 2 bytes off the required 16-byte alignment.
+__global__ void misaligned_ldmatrix_kernel(int* out) {
+    __shared__ __align__(16) uint16_t tile[32 * 8 + 8];
+    for (int i = int(threadIdx.x); i < 32 * 8 + 8; i += 32) tile[i] = uint16_t(i);
+    __syncwarp();
+    uint32_t r[4];
+    cuda::mma::ldmatrix_x4(r, tile + 1 + 8 * int(threadIdx.x % 32));
+    out[threadIdx.x] = int(r[0]);
 }
 
 __global__ void noop_kernel(int) {}
@@ -286,6 +297,16 @@ SDXL_TEST(emulator_checks_shuffle_masks) {
     msg = take_error(&code);
     CHECK_MSG(code == cudaErrorLaunchFailure && contains(msg, "which is not in the mask"), msg);
     cudaFree(dy);
+}
+
+SDXL_TEST(emulator_reports_misaligned_tensor_core_loads) {
+    int* d = nullptr;
+    cudaMalloc(reinterpret_cast<void**>(&d), 32 * sizeof(int));
+    launch(misaligned_ldmatrix_kernel, 1, 32, 0, d);
+    cudaError_t code;
+    const std::string msg = take_error(&code);
+    CHECK_MSG(code == cudaErrorMisalignedAddress && contains(msg, "not 16-byte aligned"), cudaGetErrorName(code) << ": " << msg);
+    cudaFree(d);
 }
 
 SDXL_TEST(emulator_enforces_launch_limits) {

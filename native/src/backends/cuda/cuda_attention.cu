@@ -1,5 +1,7 @@
 // CUDA attention kernels: thin shells over the per-thread routines of cuda_attention_tile.h (which also run
-// on the CPU, see cuda_attention_host.h), plus the dispatch on dtype x head size.
+// on the CPU, see cuda_attention_host.h), plus the dispatch on dtype x head size. F16/BF16 attention without
+// mask or causal order at D = Dv in {64, 80} goes to the tensor-core kernel instead (cuda_attention_mma.cu);
+// these SIMT kernels keep F32, the masked/causal CLIP attention, other head sizes and unaligned views.
 //
 // Flash kernel: grid = B * H * ceil(Lq / 128) blocks (1-D, (b, h)-major so the row blocks of one head share
 // K/V in L2), 128 threads, one query row per thread; static shared memory per FlashTiles<D> (<= 40.25 KiB).
@@ -147,6 +149,7 @@ bool attention_uses_flash(int D, int Dv) { return D == Dv && flash_head_dim(D); 
 
 void launch_attention(const AttnParams& p, AttnDType dtype) {
     if (p.B * p.H * p.Lq == 0 || p.Dv == 0) return;  // no output element
+    if (attention_uses_mma(p, dtype)) return launch_attention_mma(p, dtype);  // tensor cores (F16/BF16)
     switch (dtype) {
         case AttnDType::F32: return launch_typed<ElemF32>(p);
         case AttnDType::F16: return launch_typed<ElemF16>(p);

@@ -1,7 +1,9 @@
 // CUDA attention op: q/k/v of one floating dtype (F32, F16, BF16; fp32 softmax and accumulation), output
-// of that dtype, contiguous [B, H, Lq, Dv]. Flash kernel for Dv == D in {32, 40, 64, 80}; for other head sizes
-// without mask or causal order (the VAE's single 512-wide head over up to 16384 tokens) two cuBLAS GEMMs
-// around a softmax; the simple kernel otherwise, or when cuBLAS is not available (cuda_attention.cu).
+// of that dtype, contiguous [B, H, Lq, Dv]. Flash kernels for Dv == D in {32, 40, 64, 80}: on tensor cores for
+// F16/BF16 without mask or causal order at D in {64, 80} (cuda_attention_mma.cu: SDXL's UNet attention), on
+// SIMT FMAs otherwise (cuda_attention.cu); for other head sizes without mask or causal order (the VAE's single
+// 512-wide head over up to 16384 tokens) two cuBLAS GEMMs around a softmax; the simple kernel otherwise, or
+// when cuBLAS is not available (cuda_attention.cu).
 #include "backends/backend.h"
 #include "backends/cuda/cuda_attention.cuh"
 #include "backends/cuda/cuda_attention_host.h"

@@ -160,6 +160,7 @@ struct Engine {
     void* ctx = nullptr;
     bool faulted = false;
     std::string fault;
+    cudaError_t fault_code = cudaErrorLaunchFailure;
     unsigned barrier_gen = 0;
     uint64_t block_seq = 0;  // blocks run so far (TSan tokens)
     std::vector<unsigned char> smem;
@@ -486,6 +487,19 @@ bool run_block(Engine& e) {
 
 }  // namespace
 
+void kernel_fault(cudaError_t code, const std::string& what) {
+    Engine& e = engine();
+    Fiber& f = current(e);
+    {
+        IgnoreScope ignore;
+        if (!e.faulted) e.fault_code = code;
+        fault(e, what + " by " + where(f));
+        f.state = State::FAULTED;
+    }
+    to_scheduler(e, f);
+    std::abort();  // a faulted thread is never resumed
+}
+
 void syncthreads_at(const char* file, int line) {
     Engine& e = engine();
     Fiber& f = current(e);
@@ -633,6 +647,7 @@ cudaError_t run_grid(const void* kernel, dim3 grid, dim3 block, size_t dynamic_s
     e.n = unsigned(threads);
     e.faulted = false;
     e.fault.clear();
+    e.fault_code = cudaErrorLaunchFailure;
     e.smem.assign(dynamic_smem + 16, 0xFF);  // fresh per launch and block (below); 0xFF bytes read as NaN
     g_grid_dim = grid;
     g_block_dim = block;
@@ -650,8 +665,9 @@ cudaError_t run_grid(const void* kernel, dim3 grid, dim3 block, size_t dynamic_s
     }
     g_thread = nullptr;
     if (!ok) {
-        set_error(cudaErrorLaunchFailure, "unspecified launch failure: " + e.fault, true);
-        return cudaErrorLaunchFailure;
+        const char* what = e.fault_code == cudaErrorLaunchFailure ? "unspecified launch failure: " : "";
+        set_error(e.fault_code, what + e.fault, true);
+        return e.fault_code;
     }
     return check_redzones() ? cudaSuccess : sticky_error();  // an overrun is charged to the kernel that made it
 }

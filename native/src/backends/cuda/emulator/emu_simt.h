@@ -33,6 +33,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -104,6 +105,10 @@ uint64_t warp_collective(Collective kind, unsigned mask, uint64_t bits, int lane
 // in `all` (32 * bytes; lanes outside the mask left untouched). Same mask rules as the shuffles.
 void warp_gather(unsigned mask, const void* mine, size_t bytes, void* all, const char* file = __builtin_FILE(),
                  int line = __builtin_LINE());
+
+// Ends the calling emulated thread with a device fault (e.g. cudaErrorMisalignedAddress from an emulated
+// instruction): the launch fails with `code` and `what`, sticky as on a GPU. Never returns.
+[[noreturn]] void kernel_fault(cudaError_t code, const std::string& what);
 
 cudaError_t run_grid(const void* kernel, dim3 grid, dim3 block, size_t dynamic_smem, cudaStream_t stream,
                      void (*body)(void*), void* ctx);
