@@ -118,6 +118,16 @@ std::vector<Case> build_cases() {
                      [groups](const std::vector<Tensor>& in) { return ops::group_norm(in[0], groups, in[1], in[2], 1e-5f); },
                      1e-7, kF16Out * 8, kBF16Out * 8, "mean/variance reductions in fp32 in another order", g.small});
     }
+    // group norm + SiLU (every ResNet block, conv_norm_out): a small odd case, a 32x32 level, the real 128x128
+    for (const GN& g : {GN{{2, 320, 128, 128}, 32, false}, GN{{2, 320, 32, 32}, 32, false}, GN{{1, 6, 5, 3}, 3, true}}) {
+        const int64_t C = g.s[1];
+        const int groups = g.groups;
+        c.push_back({"group_norm_silu", shape_str(g.s) + " groups " + std::to_string(groups),
+                     {{g.s, -2.0f, 3.0f}, {{C}, 0.5f, 1.5f}, {{C}}},
+                     [groups](const std::vector<Tensor>& in) { return ops::group_norm_silu(in[0], groups, in[1], in[2], 1e-5f); },
+                     1e-7, kF16Out * 8, kBF16Out * 8,
+                     "group_norm's fp32 reductions in another order, then expf; one output rounding", g.small});
+    }
     // layer norm over the last dim: transformer hidden 640/1280, CLIP 768/1280
     for (auto [s, small] : {std::pair<Shape, bool>{{2, 4096, 640}, false}, {{2, 256, 640}, false}, {{2, 77, 1280}, false},
                             {{3, 7}, true}}) {

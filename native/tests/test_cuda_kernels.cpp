@@ -33,7 +33,7 @@ using sdxl_test::rnd;
 
 namespace {
 
-// The fused group_norm + SiLU launcher (not in the op table).
+// The fused group_norm + SiLU launcher called directly (the op table's group_norm_silu, without ops/' checks).
 Tensor gn_silu(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps) {
 #ifdef SDXL_WITH_CUDA
     return cuda::group_norm_silu(x, groups, gamma, beta, eps);
@@ -324,14 +324,15 @@ SDXL_TEST(test_cuda_kernels_group_norm) {
             check_result(nm, dt, ops::group_norm(gx, c.groups, gg, gb, 1e-6f), ref, 5e-6, 5e-6);
             check_result(nm + " no affine", dt, ops::group_norm(gx, c.groups, Tensor(), Tensor(), 1e-5f),
                          ops::group_norm(rx, c.groups, Tensor(), Tensor(), 1e-5f), 5e-6, 5e-6);
-            // Fused SiLU: against the CPU's group_norm then silu (F32 reference), one rounding on the device.
-            check_result(nm + " + silu", dt, gn_silu(gx, c.groups, gg, gb, 1e-6f),
+            // Fused SiLU (ops::group_norm_silu): against the CPU's group_norm then silu (F32 reference), one
+            // rounding on the device.
+            check_result(nm + " + silu", dt, ops::group_norm_silu(gx, c.groups, gg, gb, 1e-6f),
                          ops::silu(ref), 5e-6, 5e-6);
         }
     }
 }
 
-// group_norm_silu is called directly (not through ops::group_norm): it must reject gamma/beta that its kernel
+// cuda::group_norm_silu may be called directly (not through ops/): it must reject gamma/beta that its kernel
 // would read out of bounds or as the wrong element type.
 SDXL_TEST(test_cuda_kernels_group_norm_silu_checks) {
     if (!have_device()) return;

@@ -364,6 +364,52 @@ SDXL_TEST(test_ops_group_norm) {
                  1e-5);
 }
 
+// The fused op is group_norm then silu with the same float roundings: equal bit for bit on the cpu.
+SDXL_TEST(test_ops_group_norm_silu) {
+    Tensor x = rnd({2, 6, 3, 5}, 11, -4.0f, 4.0f), g = rnd({6}, 12), b = rnd({6}, 13);
+    auto expect_fused = [](const char* what, const Tensor& x, int groups, const Tensor& g, const Tensor& b,
+                           float eps) {
+        const Tensor fused = ops::group_norm_silu(x, groups, g, b, eps);
+        expect_equal(what, fused, x.shape(), vals(ops::silu(ops::group_norm(x, groups, g, b, eps))));
+    };
+    expect_fused("3 groups affine", x, 3, g, b, 1e-5f);
+    expect_fused("plain", x, 2, Tensor(), Tensor(), 1e-6f);
+    expect_fused("gamma only", x, 6, g, Tensor(), 1e-5f);
+    expect_fused("3-D input", rnd({3, 4, 7}, 14), 2, rnd({4}, 15), rnd({4}, 16), 1e-5f);
+    expect_fused("strided", rnd({2, 3, 5, 6}, 17).permute({0, 3, 1, 2}), 3, g, b, 1e-5f);
+    expect_fused("32 groups of 320 channels", rnd({1, 320, 9, 11}, 18, -3.0f, 3.0f), 32, rnd({320}, 19),
+                 rnd({320}, 20), 1e-6f);
+    // Sanity against the formula, so the two are not equal by being both wrong.
+    std::vector<double> ref = naive_group_norm(x, 3, g, b, 1e-5f);
+    for (double& v : ref) v = v / (1.0 + std::exp(-v));
+    expect_close("vs double", ops::group_norm_silu(x, 3, g, b, 1e-5f), x.shape(), ref, 1e-5);
+    Tensor empty = Tensor::empty({0, 6, 2, 2}, DType::F32);
+    CHECK(ops::group_norm_silu(empty, 3, g, b, 1e-5f).shape() == empty.shape());
+
+    // Errors: as group_norm's, naming group_norm_silu.
+    const ErrorCode bad = ErrorCode::INVALID_ARGUMENT;
+    Tensor x4 = rnd({1, 4, 5, 5}, 21);
+    CHECK_THROWS_CODE(ops::group_norm_silu(Tensor(), 2, Tensor(), Tensor(), 1e-5f), bad);
+    CHECK_THROWS_CODE(ops::group_norm_silu(x4.to(DType::F16), 2, Tensor(), Tensor(), 1e-5f), bad);
+    CHECK_THROWS_CODE(ops::group_norm_silu(x4, 3, Tensor(), Tensor(), 1e-5f), bad);  // 4 channels, 3 groups
+    CHECK_THROWS_CODE(ops::group_norm_silu(x4, 0, Tensor(), Tensor(), 1e-5f), bad);
+    CHECK_THROWS_CODE(ops::group_norm_silu(x4, 2, rnd({3}, 3), Tensor(), 1e-5f), bad);
+    CHECK_THROWS_CODE(ops::group_norm_silu(x4, 2, Tensor(), rnd({4, 1}, 3), 1e-5f), bad);
+    CHECK_THROWS_CODE(ops::group_norm_silu(x4, 2, rnd({4}, 3).to(DType::F16), Tensor(), 1e-5f), bad);
+    CHECK_THROWS_CODE(ops::group_norm_silu(rnd({4}, 3), 2, Tensor(), Tensor(), 1e-5f), bad);
+    CHECK_THROWS_CODE(ops::group_norm_silu(x4, 2, Tensor(), Tensor(), -1.0f), bad);
+    CHECK_THROWS_CODE(ops::group_norm_silu(x4, 2, Tensor(), Tensor(), NAN), bad);
+    try {
+        ops::group_norm_silu(x4, 3, Tensor(), Tensor(), 1e-5f);
+        CHECK_MSG(false, "group_norm_silu with 3 groups of 4 channels should throw");
+    } catch (const Error& e) {
+        const std::string& m = e.message();
+        CHECK_MSG(m.find("group_norm_silu") != std::string::npos && m.find("[1, 4, 5, 5]") != std::string::npos &&
+                      m.find("3 groups") != std::string::npos,
+                  "message should name the op, x's shape and the groups: " << m);
+    }
+}
+
 static std::vector<double> naive_layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps) {
     std::vector<double> xv = vals(x), y(xv.size());
     const int64_t D = x.shape().back(), rows = x.numel() / D;

@@ -16,6 +16,8 @@ struct Backend {
     Tensor (*conv2d)(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int padding) = nullptr;
     Tensor (*upsample_nearest)(const Tensor& x, int64_t out_h, int64_t out_w) = nullptr;
     Tensor (*group_norm)(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps) = nullptr;
+    Tensor (*group_norm_silu)(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta,
+                              float eps) = nullptr;
     Tensor (*layer_norm)(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) = nullptr;
     Tensor (*silu)(const Tensor& x) = nullptr;
     Tensor (*gelu)(const Tensor& x) = nullptr;

@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "nn/blocks.h"
-#include "ops/ops.h"
 
 namespace sdxl::models {
 
@@ -143,7 +142,7 @@ Tensor AutoencoderKL::decode(const Tensor& z) const {
         for (const auto& r : level.resnets) h = r(h, Tensor());  // [B, c_i, ...]
         if (level.has_up) h = level.up(h);                       // [B, c_i, 2x, 2x]
     }
-    h = ops::silu(m.dec_norm_out(h));  // [B, ch0, 8h, 8w] for 4 levels
+    h = m.dec_norm_out.with_silu(h);   // [B, ch0, 8h, 8w] for 4 levels
     return m.dec_conv_out(h);          // [B, out_channels, 8h, 8w]
 }
 
@@ -158,9 +157,9 @@ LatentDistribution AutoencoderKL::encode(const Tensor& image) const {
         for (const auto& r : level.resnets) h = r(h, Tensor());  // [B, c_i, ...]
         if (level.has_down) h = level.down(h);                   // [B, c_i, floor(/2), floor(/2)]
     }
-    h = (*m.enc_mid)(h);                                // [B, top, H/8, W/8] for 4 levels
-    h = m.enc_conv_out(ops::silu(m.enc_norm_out(h)));  // [B, 2*lat, H/8, W/8]
-    const Tensor moments = m.quant_conv(h);            // [B, 2*lat, H/8, W/8]
+    h = (*m.enc_mid)(h);                               // [B, top, H/8, W/8] for 4 levels
+    h = m.enc_conv_out(m.enc_norm_out.with_silu(h));  // [B, 2*lat, H/8, W/8]
+    const Tensor moments = m.quant_conv(h);           // [B, 2*lat, H/8, W/8]
 
     // DiagonalGaussianDistribution: mean, logvar = chunk(moments, 2, dim=1); logvar.clamp(-30, 20);
     // std = exp(0.5 * logvar). There is no clamp/exp op; the moments are small, so this runs on the host in

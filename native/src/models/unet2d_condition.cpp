@@ -381,7 +381,7 @@ Tensor UNet2DConditionModel::forward(const Tensor& sample, const Tensor& timeste
     }
 
     // ---- output
-    x = ops::silu(m.conv_norm_out(x));  // [B, C0, H, W]
+    x = m.conv_norm_out.with_silu(x);   // [B, C0, H, W]
     return m.conv_out(x);               // [B, out_channels, H, W]
 }
 

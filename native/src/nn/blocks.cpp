@@ -63,13 +63,13 @@ Tensor ResnetBlock2D::operator()(const Tensor& x, const Tensor& temb) const {
     SDXL_CHECK(!has_temb_ || temb.defined(), "ResnetBlock2D: the block has time_emb_proj but temb is undefined");
     SDXL_CHECK(has_temb_ || !temb.defined(), "ResnetBlock2D: temb ", temb.defined() ? temb.describe() : "",
                " given but the block was built with temb_channels 0");
-    Tensor h = conv1_(ops::silu(norm1_(x)));  // [N, out, H, W]
+    Tensor h = conv1_(norm1_.with_silu(x));  // [N, in, H, W] -> [N, out, H, W]
     if (has_temb_) {
         need_dims("ResnetBlock2D", "temb", temb, 2, "[N, T]");
         const Tensor t = time_emb_proj_(ops::silu(temb));      // [N, out]
         h = ops::add(h, t.view({t.shape()[0], t.shape()[1], 1, 1}));  // [N, out, H, W]
     }
-    h = conv2_(ops::silu(norm2_(h)));  // [N, out, H, W]
+    h = conv2_(norm2_.with_silu(h));  // [N, out, H, W]
     return ops::add(has_shortcut_ ? shortcut_(x) : x, h);
 }
 

@@ -20,6 +20,8 @@ GroupNorm::GroupNorm(const WeightBuilder& vb, int64_t groups, int64_t channels, 
 
 Tensor GroupNorm::operator()(const Tensor& x) const { return ops::group_norm(x, groups_, w_, b_, eps_); }
 
+Tensor GroupNorm::with_silu(const Tensor& x) const { return ops::group_norm_silu(x, groups_, w_, b_, eps_); }
+
 LayerNorm::LayerNorm(const WeightBuilder& vb, int64_t dim, float eps)
     : w_(vb.get("weight", {dim})), b_(vb.get("bias", {dim})), eps_(eps) {}
 

@@ -40,6 +40,7 @@ public:
     GroupNorm() = default;
     GroupNorm(const WeightBuilder& vb, int64_t groups, int64_t channels, float eps);
     Tensor operator()(const Tensor& x) const;  // [N, C, *]
+    Tensor with_silu(const Tensor& x) const;   // silu(this(x)) in one op (ops::group_norm_silu), [N, C, *]
 
 private:
     Tensor w_, b_;

@@ -53,6 +53,19 @@ void need_eps(const char* op, float eps) {
     SDXL_CHECK(std::isfinite(eps) && eps >= 0.0f, op, ": eps must be finite and >= 0, got ", eps);
 }
 
+// The arguments of group_norm and group_norm_silu; `op` names the op in the messages.
+void need_group_norm_args(const char* op, const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta,
+                          float eps) {
+    need_float(op, "x", x);
+    SDXL_CHECK(x.dim() >= 2, op, ": x must be [N, C, *], got ", shape_str(x.shape()));
+    SDXL_CHECK(groups >= 1, op, ": groups must be >= 1, got ", groups);
+    SDXL_CHECK(x.shape()[1] % groups == 0, op, ": ", x.shape()[1], " channels of x ", shape_str(x.shape()),
+               " are not divisible by ", groups, " groups");
+    need_vector(op, "x", x, "gamma", gamma, x.shape()[1]);
+    need_vector(op, "x", x, "beta", beta, x.shape()[1]);
+    need_eps(op, eps);
+}
+
 int norm_dim(const char* op, int d, int rank) {
     SDXL_CHECK(d >= -rank && d < rank, op, ": dim ", d, " out of range for a ", rank, "-D tensor");
     return d < 0 ? d + rank : d;
@@ -215,16 +228,15 @@ Tensor upsample_nearest2x(const Tensor& x) {
 // ---------------------------------------------------------------------------------------- normalisation
 
 Tensor group_norm(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps) {
-    need_float("group_norm", "x", x);
-    SDXL_CHECK(x.dim() >= 2, "group_norm: x must be [N, C, *], got ", shape_str(x.shape()));
-    SDXL_CHECK(groups >= 1, "group_norm: groups must be >= 1, got ", groups);
-    SDXL_CHECK(x.shape()[1] % groups == 0, "group_norm: ", x.shape()[1], " channels of x ", shape_str(x.shape()),
-               " are not divisible by ", groups, " groups");
-    need_vector("group_norm", "x", x, "gamma", gamma, x.shape()[1]);
-    need_vector("group_norm", "x", x, "beta", beta, x.shape()[1]);
-    need_eps("group_norm", eps);
+    need_group_norm_args("group_norm", x, groups, gamma, beta, eps);
     const Backend& be = backend_for(x.device());
     return impl(be.group_norm, "group_norm", be, x)(x, groups, gamma, beta, eps);
+}
+
+Tensor group_norm_silu(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps) {
+    need_group_norm_args("group_norm_silu", x, groups, gamma, beta, eps);
+    const Backend& be = backend_for(x.device());
+    return impl(be.group_norm_silu, "group_norm_silu", be, x)(x, groups, gamma, beta, eps);
 }
 
 Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) {

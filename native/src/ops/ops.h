@@ -32,6 +32,9 @@ Tensor upsample_nearest2x(const Tensor& x);
 // ---- normalisation
 // x [N, C, *], gamma/beta [C] or undefined. Statistics per (n, group) over C/groups * spatial.
 Tensor group_norm(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps);
+// silu(group_norm(x)), the norm + activation of the ResNet blocks, in one pass where the backend fuses it.
+// Same arguments, checks and result as group_norm followed by silu (on the cpu bit for bit).
+Tensor group_norm_silu(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps);
 // Over the last dimension; gamma/beta [D] or undefined.
 Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps);
 

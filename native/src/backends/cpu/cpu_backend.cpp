@@ -12,6 +12,7 @@ const Backend& cpu_backend() {
         b.conv2d = &cpu::conv2d;
         b.upsample_nearest = &cpu::upsample_nearest;
         b.group_norm = &cpu::group_norm;
+        b.group_norm_silu = &cpu::group_norm_silu;
         b.layer_norm = &cpu::layer_norm;
         b.silu = &cpu::silu;
         b.gelu = &cpu::gelu;

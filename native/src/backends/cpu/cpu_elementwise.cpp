@@ -31,7 +31,7 @@ inline float gelu_erf_f(float x) { return x * 0.5f * (1.0f + std::erf(x * float(
 }  // namespace
 
 Tensor silu(const Tensor& x) {
-    return unary(x, [](float v) { return v / (1.0f + fast_exp(-v)); });
+    return unary(x, [](float v) { return silu_f(v); });
 }
 
 Tensor gelu(const Tensor& x) { return unary(x, gelu_erf_f); }

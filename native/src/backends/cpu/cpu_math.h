@@ -58,6 +58,9 @@ inline float fast_exp(float x) {
     return out;
 }
 
+// x * sigmoid(x), as silu and group_norm_silu compute it (one formula: the fused op matches bit for bit).
+inline float silu_f(float x) { return x / (1.0f + fast_exp(-x)); }
+
 // Max of s[0, n), n >= 1, in 8 independent lanes so that it vectorises.
 inline float row_max(const float* s, int64_t n) {
     float m[8];

@@ -1,8 +1,10 @@
-// group_norm and layer_norm. Statistics are two-pass in double (mean, then mean squared deviation), so a
-// large common offset costs no accuracy; biased variance and eps inside the square root, as torch.
+// group_norm (and group_norm_silu: SiLU applied in the same pass) and layer_norm. Statistics are two-pass in
+// double (mean, then mean squared deviation), so a large common offset costs no accuracy; biased variance and
+// eps inside the square root, as torch.
 #include <algorithm>
 #include <cmath>
 
+#include "backends/cpu/cpu_math.h"
 #include "backends/cpu/cpu_ops.h"
 #include "core/parallel.h"
 
@@ -53,10 +55,10 @@ Stats stats(const float* p, int64_t n, float eps) {
     return {mean, 1.0 / std::sqrt(var + double(eps))};
 }
 
-}  // namespace
-
-// x [N, C, *spatial]; statistics per (n, group) over C/groups channels x spatial.
-Tensor group_norm(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps) {
+// x [N, C, *spatial]; statistics per (n, group) over C/groups channels x spatial. with_silu: y = silu(norm),
+// each value rounded to float first, so the result equals silu(group_norm(x)) bit for bit.
+Tensor group_norm_impl(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps,
+                       bool with_silu) {
     const Tensor xc = x.contiguous();
     const int64_t N = x.shape()[0], C = x.shape()[1];
     const int64_t S = C == 0 || N == 0 ? 0 : x.numel() / (N * C);  // spatial size
@@ -82,10 +84,22 @@ Tensor group_norm(const Tensor& x, int groups, const Tensor& gamma, const Tensor
                 const float* src = xp + base + cl * S;
                 float* dst = yp + base + cl * S;
                 for (int64_t i = 0; i < S; ++i) dst[i] = float((double(src[i]) - mean) * a + b);
+                if (with_silu)
+                    for (int64_t i = 0; i < S; ++i) dst[i] = silu_f(dst[i]);  // while the channel is in cache
             }
         }
     });
     return y;
+}
+
+}  // namespace
+
+Tensor group_norm(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps) {
+    return group_norm_impl(x, groups, gamma, beta, eps, false);
+}
+
+Tensor group_norm_silu(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps) {
+    return group_norm_impl(x, groups, gamma, beta, eps, true);
 }
 
 // Over the last dimension D: x [..., D].

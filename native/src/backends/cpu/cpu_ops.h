@@ -15,6 +15,7 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int padding);  // cpu_conv.cpp
 Tensor upsample_nearest(const Tensor& x, int64_t out_h, int64_t out_w);
 Tensor group_norm(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps);  // cpu_norm.cpp
+Tensor group_norm_silu(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps);
 Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps);
 Tensor silu(const Tensor& x);  // cpu_elementwise.cpp
 Tensor gelu(const Tensor& x);

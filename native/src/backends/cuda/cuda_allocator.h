@@ -15,7 +15,8 @@
 // still queued may thus be handed out at once: any later use is queued behind that work. Code that uses
 // another stream must synchronise before freeing (or not use this allocator).
 //
-// SDXL4J_CUDA_CACHE=0 turns the cache off (every free is a cudaFree), e.g. to run under compute-sanitizer.
+// SDXL4J_CUDA_CACHE=0 turns the cache off (every free is a cudaFree, every block exactly the size asked for),
+// e.g. to run under compute-sanitizer or the emulator's redzones.
 #pragma once
 
 #include <cstddef>

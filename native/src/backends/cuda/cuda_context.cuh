@@ -16,7 +16,7 @@ cudaStream_t stream();
 
 // Each op family registers its implementations (cuda_backend.cpp calls all of them once).
 void register_elementwise_ops(Backend& table);  // cuda_elementwise_ops.cpp: unary/binary/scale/concat/...
-void register_norm_ops(Backend& table);         // cuda_norm_ops.cpp: group_norm, layer_norm, softmax
+void register_norm_ops(Backend& table);         // cuda_norm_ops.cpp: group_norm(_silu), layer_norm, softmax
 void register_gemm_ops(Backend& table);         // cuda_gemm.cpp: linear, matmul (cuBLAS/cuBLASLt)
 void register_conv_ops(Backend& table);         // cuda_conv.cpp: conv2d (cuDNN)
 void register_attention_ops(Backend& table);    // cuda_attention_ops.cpp: attention (flash-style + simple)

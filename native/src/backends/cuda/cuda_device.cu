@@ -63,7 +63,9 @@ std::string summary_locked(const Allocator& a) {
 
 void* allocator_malloc(size_t nbytes) {
     Allocator& a = allocator();
-    const size_t cls = alloc::size_class(nbytes);
+    // Without caching, blocks are exactly the size asked for, so that a sanitizer (compute-sanitizer, the
+    // emulator's redzones) sees an access past the end of a tensor instead of the size class's slack.
+    const size_t cls = a.caching ? alloc::size_class(nbytes) : (nbytes ? nbytes : 1);
     std::lock_guard<std::mutex> lock(a.mu);
     auto it = a.free_lists.find(cls);
     if (it != a.free_lists.end() && !it->second.empty()) {

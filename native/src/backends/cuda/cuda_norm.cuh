@@ -46,8 +46,9 @@ struct SoftmaxParams {
 };
 void launch_softmax(const SoftmaxParams& p);
 
-// silu(group_norm(x)) in one kernel pass over the output (for the UNet/VAE resnet blocks; not in the op table).
-// Same contract as ops::group_norm followed by ops::silu; x on CUDA, F32/F16/BF16, validated by the caller.
+// silu(group_norm(x)) in one kernel pass over the output: the backend's ops::group_norm_silu (the UNet/VAE
+// resnet blocks). Same contract as ops::group_norm followed by ops::silu; x on CUDA, F32/F16/BF16; checks
+// its own arguments, so it may also be called directly.
 Tensor group_norm_silu(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps);
 
 }  // namespace sdxl::cuda

@@ -1,5 +1,5 @@
-// Normalisation ops of the CUDA backend: group_norm, layer_norm, softmax (F32/F16/BF16 storage, fp32 math),
-// and the fused group_norm + SiLU that the model code may call directly (cuda_norm.cuh).
+// Normalisation ops of the CUDA backend: group_norm, the fused group_norm + SiLU (group_norm_silu, also
+// callable directly: cuda_norm.cuh), layer_norm, softmax (F32/F16/BF16 storage, fp32 math).
 #include <cmath>
 
 #include "backends/backend.h"
@@ -90,6 +90,7 @@ Tensor group_norm_silu(const Tensor& x, int groups, const Tensor& gamma, const T
 
 void register_norm_ops(Backend& b) {
     b.group_norm = group_norm;
+    b.group_norm_silu = group_norm_silu;  // the public entry below ops/: re-checks its arguments (cheap)
     b.layer_norm = layer_norm;
     b.softmax = softmax;
 }
