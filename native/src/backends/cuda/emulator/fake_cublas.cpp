@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "backends/cuda/emulator/emu_runtime.h"
+#include "backends/cuda/emulator/fake_handles.h"
 #include "core/half.h"
 
 struct cublasContext {
@@ -38,19 +39,9 @@ struct cublasContext {
 
 namespace {
 
-// Live handles. A handle is used by one thread at a time (cuBLAS guide, "Thread Safety": the caller serialises
-// use of one handle), but handles may be created and destroyed concurrently, so the table has a lock.
-std::mutex g_handles_mu;
-std::set<const cublasContext*>& handles() {
-    static std::set<const cublasContext*>* s = new std::set<const cublasContext*>();  // never destroyed
-    return *s;
-}
-
-bool live(cublasHandle_t h) {
-    if (!h) return false;
-    std::lock_guard<std::mutex> lock(g_handles_mu);
-    return handles().count(h) != 0;
-}
+// Live handles (fake_handles.h).
+sdxl_emu::LiveHandles<cublasContext>& handles() { return sdxl_emu::LiveHandles<cublasContext>::instance(); }
+bool live(const cublasContext* h) { return handles().live(h); }
 
 // Element types of the supported GEMM configurations.
 enum class Ty { F32, F16, BF16 };
@@ -383,20 +374,14 @@ cublasStatus_t CUBLASWINAPI cublasCreate_v2(cublasHandle_t* handle) {
     if (!handle) return CUBLAS_STATUS_INVALID_VALUE;
     cublasContext* ctx = new (std::nothrow) cublasContext();
     if (!ctx) return CUBLAS_STATUS_ALLOC_FAILED;
-    {
-        std::lock_guard<std::mutex> lock(g_handles_mu);
-        handles().insert(ctx);
-    }
+    handles().add(ctx);
     *handle = ctx;
     return CUBLAS_STATUS_SUCCESS;
 }
 
 // cuBLAS guide, "cublasDestroy()": NOT_INITIALIZED when the library was not initialized (here: not a live handle).
 cublasStatus_t CUBLASWINAPI cublasDestroy_v2(cublasHandle_t handle) {
-    {
-        std::lock_guard<std::mutex> lock(g_handles_mu);
-        if (!handle || !handles().erase(handle)) return CUBLAS_STATUS_NOT_INITIALIZED;
-    }
+    if (!handles().remove(handle)) return CUBLAS_STATUS_NOT_INITIALIZED;
     delete handle;
     return CUBLAS_STATUS_SUCCESS;
 }

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "backends/cuda/emulator/emu_runtime.h"
+#include "backends/cuda/emulator/fake_handles.h"
 #include "core/half.h"
 
 struct cudnnContext {
@@ -58,19 +59,9 @@ struct cudnnConvolutionStruct {
 
 namespace {
 
-// Live handles. cuDNN API (cudnn_graph, cudnnCreate()): a handle must not be used by two threads at once; the
-// table of live handles is shared, so it has a lock. Everything else is per handle or per descriptor.
-std::mutex g_handles_mu;
-std::set<const cudnnContext*>& handles() {
-    static std::set<const cudnnContext*>* s = new std::set<const cudnnContext*>();  // never destroyed
-    return *s;
-}
-
-bool live(cudnnHandle_t h) {
-    if (!h) return false;
-    std::lock_guard<std::mutex> lock(g_handles_mu);
-    return handles().count(h) != 0;
-}
+// Live handles (fake_handles.h).
+sdxl_emu::LiveHandles<cudnnContext>& handles() { return sdxl_emu::LiveHandles<cudnnContext>::instance(); }
+bool live(const cudnnContext* h) { return handles().live(h); }
 
 // cuDNN API (cudnn_graph, cudnnGetLastErrorString()): the message of the most recent error, per thread.
 thread_local std::string t_last_error;
@@ -425,20 +416,13 @@ cudnnStatus_t CUDNNWINAPI cudnnCreate(cudnnHandle_t* handle) {
     if (!handle) return fail(CUDNN_STATUS_BAD_PARAM, "cudnnCreate: handle is NULL");
     cudnnContext* ctx = new (std::nothrow) cudnnContext();
     if (!ctx) return CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED;
-    {
-        std::lock_guard<std::mutex> lock(g_handles_mu);
-        handles().insert(ctx);
-    }
+    handles().add(ctx);
     *handle = ctx;
     return CUDNN_STATUS_SUCCESS;
 }
 
 cudnnStatus_t CUDNNWINAPI cudnnDestroy(cudnnHandle_t handle) {
-    {
-        std::lock_guard<std::mutex> lock(g_handles_mu);
-        if (!handle || !handles().erase(handle))
-            return fail(CUDNN_STATUS_BAD_PARAM, "cudnnDestroy: not a live handle");
-    }
+    if (!handles().remove(handle)) return fail(CUDNN_STATUS_BAD_PARAM, "cudnnDestroy: not a live handle");
     delete handle;
     return CUDNN_STATUS_SUCCESS;
 }
