@@ -1,5 +1,7 @@
 package io.sdxl4j.bench;
 
+import io.sdxl4j.Sdxl4j;
+import java.util.ArrayList;
 import java.util.Collection;
 import java.util.Map;
 import java.util.TreeMap;
@@ -9,8 +11,9 @@ import org.openjdk.jmh.runner.options.Options;
 import org.openjdk.jmh.runner.options.OptionsBuilder;
 
 /**
- * Runs the benchmarks and prints, for each shape, sdxl4j's time, LibTorch's time and their ratio (CpuOpsBenchmark's
- * ops and ModelBenchmark's transformer block; see {@link #pairKey}).
+ * Runs the benchmarks (UNetStepBenchmark on one case the machine can run, see {@link #unetStepOptions}) and
+ * prints, for each shape, sdxl4j's time, LibTorch's time and their ratio (CpuOpsBenchmark's ops and
+ * ModelBenchmark's transformer block; see {@link #pairKey}).
  * With arguments, behaves as JMH's own main (e.g. {@code -l}, or a regex of benchmarks to run).
  */
 public final class RunBenchmarks {
@@ -27,7 +30,8 @@ public final class RunBenchmarks {
                 .include(ModelBenchmark.class.getSimpleName())
                 .include(TextAndSchedulerBenchmark.class.getSimpleName())
                 .build();
-        Collection<RunResult> results = new Runner(opts).run();
+        Collection<RunResult> results = new ArrayList<>(new Runner(opts).run());
+        results.addAll(new Runner(unetStepOptions()).run());
         Map<String, double[]> pairs = new TreeMap<>();
         for (RunResult r : results) {
             String key = pairKey(r);
@@ -42,6 +46,23 @@ public final class RunBenchmarks {
         System.out.printf("%n%-26s %12s %12s %10s%n", "shape", "sdxl4j ms", "libtorch ms", "torch/ours");
         pairs.forEach((shape, p) -> System.out.printf("%-26s %12.3f %12.3f %10.2f%n", shape, p[0], p[1], p[1] / p[0]));
         System.out.println("(ratio > 1: sdxl4j is faster)");
+    }
+
+    /**
+     * UNetStepBenchmark, one case the machine can run (its other parameter combinations fail by design): the
+     * project's promise, f16 at 1024x1024, where a CUDA device is usable; else f32 at 512x512 on the CPU, with one
+     * warm-up and three measured calls (each is about a minute on 2 cores).
+     */
+    static Options unetStepOptions() {
+        OptionsBuilder b = new OptionsBuilder();
+        b.include(UNetStepBenchmark.class.getSimpleName());
+        if (Sdxl4j.cudaAvailable()) {
+            b.param("device", "cuda").param("dtype", "f16").param("size", "1024");
+        } else {
+            b.param("device", "cpu").param("dtype", "f32").param("size", "512")
+                    .warmupIterations(1).measurementIterations(3);
+        }
+        return b.build();
     }
 
     private static String method(RunResult r) {

@@ -1,5 +1,7 @@
 package io.sdxl4j.models;
 
+import io.sdxl4j.DType;
+import io.sdxl4j.Device;
 import io.sdxl4j.ErrorCode;
 import io.sdxl4j.SdxlException;
 import io.sdxl4j.Sdxl4j;
@@ -11,7 +13,7 @@ import io.sdxl4j.nat.StringVector;
 import java.nio.file.Path;
 import java.util.List;
 
-/** SDXL's UNet (base or refiner) held by the native core, on the CPU in fp32. */
+/** SDXL's UNet (base or refiner) held by the native core, on the CPU (F32) or a CUDA device (F32, F16 or BF16). */
 public final class UNet2DConditionModel implements AutoCloseable {
     private NativeUNetModel handle;
     private final UNetConfig config;
@@ -23,17 +25,17 @@ public final class UNet2DConditionModel implements AutoCloseable {
 
     /** Loads {@code dir/config.json} and {@code dir/diffusion_pytorch_model[.variant].safetensors} (or its shards). */
     public static UNet2DConditionModel load(Path dir, String variant) {
-        return load(dir, variant, io.sdxl4j.Device.CPU, io.sdxl4j.DType.F32);
+        return load(dir, variant, Device.CPU, DType.F32);
     }
 
     /**
      * Loads onto a device computing in {@code dtype} (CPU: F32 only; CUDA: F32, F16 or BF16). Inputs may live
      * anywhere; outputs come back as F32 CPU tensors.
      */
-    public static UNet2DConditionModel load(Path dir, String variant, io.sdxl4j.Device device, io.sdxl4j.DType dtype) {
+    public static UNet2DConditionModel load(Path dir, String variant, Device device, DType dtype) {
         UNetConfig config = UNetConfig.read(dir.resolve("config.json"));
         List<Path> files = WeightFiles.resolve(dir, "diffusion_pytorch_model", variant);
-        Sdxl4j.load();
+        checkPlacement(device, dtype);
         return Native.call(() -> {
             try (NativeUNetConfig c = config.toNative(); StringVector f = WeightFiles.toNative(files)) {
                 return new UNet2DConditionModel(NativeUNetModel.load(c, f, device.code(), dtype.code()), config);
@@ -41,18 +43,76 @@ public final class UNet2DConditionModel implements AutoCloseable {
         });
     }
 
-    /** A model with deterministic random weights (for shape, memory and speed checks). */
+    /** A model with deterministic random weights on the CPU in F32 (for shape, memory and speed checks). */
     public static UNet2DConditionModel random(UNetConfig config, long seed) {
-        Sdxl4j.load();
+        return random(config, seed, Device.CPU, DType.F32);
+    }
+
+    /**
+     * A model with deterministic random weights made on {@code device} computing in {@code dtype} (CPU: F32 only;
+     * CUDA: F32, F16 or BF16), for shape, memory and speed checks; with {@link UNetConfig#sdxlBase()}, the
+     * real-size SDXL base UNet without its weight files. The same seed gives the same weights as the native
+     * {@code UNetModel::random} (and so as {@code sdxl_unet_perf}).
+     *
+     * @throws SdxlException DEVICE_ERROR if CUDA is asked for and unavailable; UNSUPPORTED for F16/BF16 on the CPU
+     */
+    public static UNet2DConditionModel random(UNetConfig config, long seed, Device device, DType dtype) {
+        checkPlacement(device, dtype);
         return Native.call(() -> {
             try (NativeUNetConfig c = config.toNative()) {
-                return new UNet2DConditionModel(NativeUNetModel.random(c, seed), config);
+                return new UNet2DConditionModel(NativeUNetModel.random(c, seed, device.code(), dtype.code()), config);
             }
         });
     }
 
+    /** Fails early and clearly (before any weights are made) where the native core could not place the model. */
+    private static void checkPlacement(Device device, DType dtype) {
+        Sdxl4j.load();
+        if (device == Device.CUDA && !Sdxl4j.cudaAvailable()) {
+            throw new SdxlException(ErrorCode.DEVICE_ERROR, "CUDA requested but unavailable: " + Sdxl4j.cudaStatus()
+                    + (Sdxl4j.cudaCompiled() ? "" : " (this build has no CUDA backend)") + "; use Device.CPU");
+        }
+        if (dtype != DType.F32 && dtype != DType.F16 && dtype != DType.BF16) {
+            throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "a model computes in F32, F16 or BF16, not " + dtype);
+        }
+        if (device == Device.CPU && dtype != DType.F32) {
+            throw new SdxlException(ErrorCode.UNSUPPORTED, "the CPU backend computes in F32 (fp16/bf16 weight files are "
+                    + "widened when loaded); " + dtype + " needs CUDA");
+        }
+    }
+
+    /** Where the weights live. */
+    public Device device() {
+        int code = Native.call(() -> handle().device());
+        for (Device d : Device.values()) {
+            if (d.code() == code) {
+                return d;
+            }
+        }
+        throw new SdxlException(ErrorCode.INTERNAL, "native core returned unknown device code " + code);
+    }
+
+    /** The compute dtype (F32, F16 or BF16); outputs are F32 whatever it is. */
+    public DType dtype() {
+        int code = Native.call(() -> handle().dtype());
+        for (DType t : DType.values()) {
+            if (t.code() == code) {
+                return t;
+            }
+        }
+        throw new SdxlException(ErrorCode.INTERNAL, "native core returned unknown dtype code " + code);
+    }
+
     public UNetConfig config() {
         return config;
+    }
+
+    /** The native handle, for calls into io.sdxl4j.nat (e.g. the pipeline's denoiser). Internal. */
+    public NativeUNetModel handle() {
+        if (handle == null) {
+            throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "UNet2DConditionModel is closed");
+        }
+        return handle;
     }
 
     /**
@@ -64,14 +124,6 @@ public final class UNet2DConditionModel implements AutoCloseable {
      * @param textEmbeds          pooled prompt embedding [B, P]
      * @param timeIds             [B, 6] (base: original size, crop, target size) or [B, 5] (refiner: ..., aesthetic score)
      */
-    /** The native handle, for calls into io.sdxl4j.nat (e.g. the pipeline's denoiser). Internal. */
-    public NativeUNetModel handle() {
-        if (handle == null) {
-            throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "UNet2DConditionModel is closed");
-        }
-        return handle;
-    }
-
     public Tensor forward(Tensor sample, Tensor timestep, Tensor encoderHiddenStates, Tensor textEmbeds, Tensor timeIds) {
         if (handle == null) {
             throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "UNet2DConditionModel is closed");

@@ -26,6 +26,20 @@ public record UNetConfig(long inChannels, long outChannels, long[] blockOutChann
     static final Set<String> DOWN_TYPES = Set.of("DownBlock2D", "CrossAttnDownBlock2D");
     static final Set<String> UP_TYPES = Set.of("UpBlock2D", "CrossAttnUpBlock2D");
 
+    /**
+     * The UNet of stabilityai/stable-diffusion-xl-base-1.0 ({@code unet/config.json}, as {@link #read} gives it;
+     * the native {@code UNetConfig::sdxl_base()} holds the same values): 2,567,463,684 parameters. For building
+     * the real-size model without its weight files, e.g. {@code UNet2DConditionModel.random(UNetConfig.sdxlBase(),
+     * seed, device, dtype)} for memory and speed checks.
+     */
+    public static UNetConfig sdxlBase() {
+        return new UNetConfig(4, 4, new long[] {320, 640, 1280},
+                List.of("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                List.of("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"), "UNetMidBlock2DCrossAttn", 2,
+                new long[] {1, 2, 10}, new long[] {5, 10, 20}, 2048, 32, 1e-5, true, true, 0, "text_time", 256, 2816,
+                128);
+    }
+
     public static UNetConfig read(Path configJson) {
         ConfigJson c = ConfigJson.read(configJson);
         String cls = c.string("_class_name", "UNet2DConditionModel");
