@@ -6,6 +6,7 @@
 #   call 1: bash tools/gpu/check.sh 1    versions -> configure + build (sm_90, three runners only) -> the real
 #                                        SDXL base UNet step latency at 1024x1024, CFG batch 2, fp16 then bf16
 #                                        (random weights made on the device) -> op parity (CUDA vs CPU, all dtypes)
+#                                        -> the attention kernels timed at SDXL's shapes (--perf)
 #   call 2: bash tools/gpu/check.sh 2    (re)build if the machine is fresh -> the model reference cases in
 #                                        f32/f16/bf16 -> compute-sanitizer memcheck (caching allocator off,
 #                                        SDXL4J_CUDA_CACHE=0) and racecheck -> ctest, if time is left
@@ -72,11 +73,13 @@ if [[ "$rehearsal" == 1 ]]; then
     export SDXL4J_CUDA_LIBS="$build/emu/fakelibs"
     unet_dev=(--device cpu)
     ops_args=(--emulator)
+    perf_extra=(--small)  # timing on the emulator means nothing; only the command line is rehearsed
     unet_args=(--size 128 --iters 2)
     half_dtypes=(f32 f32)  # the CPU backend computes in F32 only
 else
     unet_dev=(--device cuda)
     ops_args=()
+    perf_extra=()
     unet_args=(--size 1024 --batch 2 --iters 12)
     half_dtypes=(f16 bf16)
 fi
@@ -127,6 +130,8 @@ if [[ "$call" == 1 ]]; then
     step unet_perf_f16 120 "$build/sdxl_unet_perf" "${unet_dev[@]}" --dtype "${half_dtypes[0]}" "${unet_args[@]}"
     step unet_perf_bf16 120 "$build/sdxl_unet_perf" "${unet_dev[@]}" --dtype "${half_dtypes[1]}" "${unet_args[@]}"
     step backend_ops 150 "$ops_bin" "${ops_args[@]}"
+    # The attention kernels (tensor-core F16/BF16 at head dim 64/80, SIMT otherwise) timed at SDXL's shapes.
+    step perf_attention 60 "$ops_bin" --perf "${ops_args[@]}" --op attention --dtype "${half_dtypes[0]}" "${perf_extra[@]}"
 else
     build_runners
     for dt in "${model_dtypes[@]}"; do
