@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "backends/cuda/emulator/emu_runtime.h"
-#include "backends/cuda/emulator/fake_handles.h"
+#include "backends/cuda/emulator/fake_common.h"
 #include "core/half.h"
 
 struct cublasContext {
@@ -39,14 +39,14 @@ struct cublasContext {
 
 namespace {
 
-// Live handles (fake_handles.h).
+using sdxl_emu::Ty;
+using sdxl_emu::ty_size;
+using sdxl_emu::load;
+using sdxl_emu::store;
+
+// Live handles (fake_common.h).
 sdxl_emu::LiveHandles<cublasContext>& handles() { return sdxl_emu::LiveHandles<cublasContext>::instance(); }
 bool live(const cublasContext* h) { return handles().live(h); }
-
-// Element types of the supported GEMM configurations.
-enum class Ty { F32, F16, BF16 };
-
-size_t ty_size(Ty t) { return t == Ty::F32 ? 4 : 2; }
 
 // How the inputs are rounded before multiplying (the _FAST compute types).
 enum class InputRounding { None, TF32, F16, BF16 };
@@ -143,23 +143,6 @@ void round_inputs(float* p, size_t count, InputRounding r) {
         case InputRounding::BF16:
             for (size_t i = 0; i < count; ++i) p[i] = sdxl::bf16_to_f32(sdxl::f32_to_bf16(p[i]));
             return;
-    }
-}
-
-inline float load(const void* base, int64_t i, Ty t) {
-    switch (t) {
-        case Ty::F32: return static_cast<const float*>(base)[i];
-        case Ty::F16: return sdxl::f16_to_f32(static_cast<const uint16_t*>(base)[i]);
-        case Ty::BF16: return sdxl::bf16_to_f32(static_cast<const uint16_t*>(base)[i]);
-    }
-    return 0.0f;
-}
-
-inline void store(void* base, int64_t i, Ty t, float v) {
-    switch (t) {
-        case Ty::F32: static_cast<float*>(base)[i] = v; return;
-        case Ty::F16: static_cast<uint16_t*>(base)[i] = sdxl::f32_to_f16(v); return;
-        case Ty::BF16: static_cast<uint16_t*>(base)[i] = sdxl::f32_to_bf16(v); return;
     }
 }
 

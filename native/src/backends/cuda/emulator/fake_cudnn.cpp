@@ -27,7 +27,7 @@
 #include <vector>
 
 #include "backends/cuda/emulator/emu_runtime.h"
-#include "backends/cuda/emulator/fake_handles.h"
+#include "backends/cuda/emulator/fake_common.h"
 #include "core/half.h"
 
 struct cudnnContext {
@@ -59,7 +59,12 @@ struct cudnnConvolutionStruct {
 
 namespace {
 
-// Live handles (fake_handles.h).
+using sdxl_emu::Ty;
+using sdxl_emu::ty_size;
+using sdxl_emu::load;
+using sdxl_emu::store;
+
+// Live handles (fake_common.h).
 sdxl_emu::LiveHandles<cudnnContext>& handles() { return sdxl_emu::LiveHandles<cudnnContext>::instance(); }
 bool live(const cudnnContext* h) { return handles().live(h); }
 
@@ -70,10 +75,6 @@ cudnnStatus_t fail(cudnnStatus_t s, const std::string& why) {
     t_last_error = why;
     return s;
 }
-
-enum class Ty { F32, F16, BF16 };
-
-size_t ty_size(Ty t) { return t == Ty::F32 ? 4 : 2; }
 
 // Data types: an enumerant the header does not define is BAD_PARAM ("dataType has an invalid enumerant value",
 // cuDNN API, cudnn_ops, cudnnSetTensor4dDescriptor()); FLOAT, HALF and BFLOAT16 are implemented; the other valid
@@ -97,23 +98,6 @@ cudnnStatus_t check_format(cudnnTensorFormat_t f, const char* what) {
     if (f == CUDNN_TENSOR_NCHW_VECT_C)
         return fail(CUDNN_STATUS_NOT_SUPPORTED, std::string(what) + ": CUDNN_TENSOR_NCHW_VECT_C is not emulated");
     return fail(CUDNN_STATUS_BAD_PARAM, std::string(what) + ": invalid cudnnTensorFormat_t " + std::to_string(int(f)));
-}
-
-inline float load(const void* base, int64_t i, Ty t) {
-    switch (t) {
-        case Ty::F32: return static_cast<const float*>(base)[i];
-        case Ty::F16: return sdxl::f16_to_f32(static_cast<const uint16_t*>(base)[i]);
-        case Ty::BF16: return sdxl::bf16_to_f32(static_cast<const uint16_t*>(base)[i]);
-    }
-    return 0.0f;
-}
-
-inline void store(void* base, int64_t i, Ty t, float v) {
-    switch (t) {
-        case Ty::F32: static_cast<float*>(base)[i] = v; return;
-        case Ty::F16: static_cast<uint16_t*>(base)[i] = sdxl::f32_to_f16(v); return;
-        case Ty::BF16: static_cast<uint16_t*>(base)[i] = sdxl::f32_to_bf16(v); return;
-    }
 }
 
 // TF32: fp32 with 10 mantissa bits, rounded to nearest, ties away from zero (PTX cvt.rna.tf32.f32).
