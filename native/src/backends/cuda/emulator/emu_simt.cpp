@@ -402,11 +402,9 @@ bool run_block(Engine& e) {
     }
     bool ok = true;
     for (;;) {
-        bool ran = false;
         for (unsigned t = 0; t < e.n && !e.faulted; ++t) {
             if (e.fibers[t].state != State::READY) continue;
             to_fiber(e, t);
-            ran = true;
         }
         if (e.faulted) {
             ok = false;
@@ -427,7 +425,6 @@ bool run_block(Engine& e) {
         bool any_ready = false;
         for (unsigned t = 0; t < e.n; ++t) any_ready = any_ready || e.fibers[t].state == State::READY;
         if (any_ready) continue;  // a collective completed during the pass
-        (void)ran;
         // Nobody can run: the barrier completes, or the block diverged.
         if (at_barrier == e.n) {
             for (unsigned t = 0; t < e.n; ++t) {
