@@ -154,29 +154,32 @@ struct Slot {
 struct FragmentMaps {
     Slot a[16][16];
     Slot b[16][8];
+    bool ok = true;  // false: the maps are wrong (an emulator bug), every mma then faults
     FragmentMaps() {
         int a_hits[16][16] = {}, b_hits[16][8] = {};
         for (int lane = 0; lane < 32; ++lane) {
             for (int i = 0; i < 8; ++i) {
                 const RowCol e = a_element(lane, i);
-                if (e.row < 0 || e.row >= 16 || e.col < 0 || e.col >= 16) broken();
+                if (e.row < 0 || e.row >= 16 || e.col < 0 || e.col >= 16) {
+                    ok = false;
+                    return;
+                }
                 a[e.row][e.col] = {lane, i};
                 ++a_hits[e.row][e.col];
             }
             for (int i = 0; i < 4; ++i) {
                 const RowCol e = b_element(lane, i);
-                if (e.row < 0 || e.row >= 16 || e.col < 0 || e.col >= 8) broken();
+                if (e.row < 0 || e.row >= 16 || e.col < 0 || e.col >= 8) {
+                    ok = false;
+                    return;
+                }
                 b[e.row][e.col] = {lane, i};
                 ++b_hits[e.row][e.col];
             }
         }
         for (int r = 0; r < 16; ++r)
             for (int c = 0; c < 16; ++c)
-                if (a_hits[r][c] != 1 || (c < 8 && b_hits[r][c] != 1)) broken();
-    }
-    [[noreturn]] static void broken() {
-        std::fprintf(stderr, "sdxl emulator: the mma fragment maps do not cover A and B exactly once\n");
-        std::abort();
+                if (a_hits[r][c] != 1 || (c < 8 && b_hits[r][c] != 1)) ok = false;
     }
 };
 inline const FragmentMaps& fragment_maps() {
@@ -249,6 +252,7 @@ inline void mma_m16n8k16(float (&acc)[4], const uint32_t (&a)[4], uint32_t b0, u
     // The rows of A and columns of B this lane's D elements need, element by element from the lane and register
     // the documented maps put them in.
     const emu::FragmentMaps& maps = emu::fragment_maps();
+    if (!maps.ok) ::sdxl_emu::kernel_fault(cudaErrorLaunchFailure, "the emulated mma fragment maps do not cover A and B exactly once");
     const int lane = lane_id();
     for (int i = 0; i < 4; ++i) {
         const emu::RowCol e = emu::c_element(lane, i);

@@ -187,18 +187,17 @@ Engine& engine() {
     return *e;
 }
 
-void allocate_stacks(Engine& e) {
-    if (e.stacks) return;
+// The fiber stacks, reserved once; false (and nothing reserved) when the host refuses the mapping.
+bool allocate_stacks(Engine& e) {
+    if (e.stacks) return true;
     const size_t page = size_t(sysconf(_SC_PAGESIZE));
     e.stride = kStackBytes + page;
     void* p = mmap(nullptr, e.stride * kMaxThreads, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                    -1, 0);
-    if (p == MAP_FAILED) {
-        std::fprintf(stderr, "sdxl emulator: cannot reserve fiber stacks\n");
-        std::abort();  // the emulator is a test tool: without stacks nothing can run
-    }
+    if (p == MAP_FAILED) return false;
     e.stacks = static_cast<char*>(p);
     for (unsigned i = 0; i < kMaxThreads; ++i) mprotect(e.stacks + i * e.stride, page, PROT_NONE);  // overflow -> SIGSEGV
+    return true;
 }
 
 [[noreturn]] void fiber_main();
@@ -303,8 +302,7 @@ __attribute__((no_sanitize("thread"))) Fiber& current(Engine& e) { return e.fibe
 #if defined(SDXL_EMU_TSAN)
     __tsan_release(e.done_token(f.ts.linear));
 #endif
-    to_scheduler(e, f);
-    std::abort();  // a finished fiber is never resumed
+    for (;;) to_scheduler(e, f);  // a finished fiber is never resumed; if it were, it only yields again
 }
 
 const char* kind_name(Collective k) {
@@ -493,8 +491,7 @@ void kernel_fault(cudaError_t code, const std::string& what) {
         fault(e, what + " by " + where(f));
         f.state = State::FAULTED;
     }
-    to_scheduler(e, f);
-    std::abort();  // a faulted thread is never resumed
+    for (;;) to_scheduler(e, f);  // a faulted thread is never resumed; if it were, it only yields again
 }
 
 void syncthreads_at(const char* file, int line) {
@@ -635,7 +632,11 @@ cudaError_t run_grid(const void* kernel, dim3 grid, dim3 block, size_t dynamic_s
         return cudaErrorInvalidValue;
     }
     Engine& e = engine();
-    allocate_stacks(e);
+    if (!allocate_stacks(e)) {
+        set_error(cudaErrorLaunchOutOfResources, "too many resources requested for launch: the emulator cannot "
+                  "reserve its fiber stacks (mmap failed)", false);
+        return cudaErrorLaunchOutOfResources;
+    }
 #if defined(SDXL_EMU_TSAN)
     e.tsan_scheduler = __tsan_get_current_fiber();
 #endif
