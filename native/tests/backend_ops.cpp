@@ -170,6 +170,30 @@ std::vector<Case> build_cases() {
                      [stride, pad](const std::vector<Tensor>& in) { return ops::conv2d(in[0], in[1], in[2], stride, pad); },
                      1e-7, kReduced, kReduced, "cuDNN algorithms sum in other orders; fp16/bf16 operands", v.small});
     }
+    // conv2d with fused epilogues: ResNet conv1 + time embedding [N, O], conv2 + residual (contiguous, and a
+    // transposed view), both, an odd small case
+    struct CF { Shape x, w; bool sample_bias, residual, transposed_residual, small; };
+    for (const CF& v : {CF{{2, 640, 8, 8}, {640, 640, 3, 3}, true, false, false, false},
+                        CF{{2, 320, 8, 8}, {320, 320, 3, 3}, false, true, false, false},
+                        CF{{2, 320, 8, 8}, {640, 320, 3, 3}, true, true, true, false},
+                        CF{{1, 3, 9, 7}, {5, 3, 3, 3}, true, true, false, true},
+                        CF{{2, 2, 5, 6}, {3, 2, 3, 3}, false, true, true, true}}) {
+        const int64_t N = v.x[0], O = v.w[0];
+        const Shape out{N, O, v.x[2], v.x[3]};
+        const Shape res_shape = v.transposed_residual ? Shape{N, O, v.x[3], v.x[2]} : out;
+        const float ws = 1.0f / std::sqrt(float(v.w[1] * v.w[2] * v.w[3]));
+        const bool sb = v.sample_bias, res = v.residual, tr = v.transposed_residual;
+        c.push_back({"conv2d_fused",
+                     shape_str(v.x) + " * " + shape_str(v.w) + (sb ? " + time emb" : "") +
+                         (res ? (tr ? " + transposed residual" : " + residual") : ""),
+                     {{v.x}, {v.w, -ws, ws}, {{O}}, {{N, O}}, {res_shape}},
+                     [sb, res, tr](const std::vector<Tensor>& in) {
+                         const Tensor r = !res ? Tensor() : tr ? in[4].transpose(2, 3) : in[4];
+                         return ops::conv2d_fused(in[0], in[1], in[2], 1, 1, sb ? in[3] : Tensor(), r);
+                     },
+                     1e-7, kReduced, kReduced,
+                     "cuDNN sums in other orders onto the pre-filled epilogue (one rounding instead of three)", v.small});
+    }
     // attention: self at 64x64 and 32x32 latents (SDXL levels), cross with 77 text tokens, CLIP causal with a
     // key mask, and an odd head size (simple path)
     struct AT { Shape q, kv; bool causal, mask; bool small; };
@@ -227,7 +251,7 @@ bool fits_emulator(const Case& c) {
     if (c.op == "linear") macs = double(shape_numel(a)) * double(c.inputs[1].shape[0]);  // M K N
     if (c.op == "matmul") macs = double(shape_numel(a)) * double(c.inputs[1].shape.back()) *
                                  double(std::max<int64_t>(1, c.inputs[1].shape[0] / std::max<int64_t>(1, a[0])));
-    if (c.op == "conv2d") macs = double(shape_numel(a)) * double(shape_numel(c.inputs[1].shape)) / double(a[1]);
+    if (c.op == "conv2d" || c.op == "conv2d_fused") macs = double(shape_numel(a)) * double(shape_numel(c.inputs[1].shape)) / double(a[1]);
     if (c.op == "attention") macs = 2.0 * double(shape_numel(a)) * double(c.inputs[1].shape[2]);
     return macs > 0 ? macs <= 5e8 : elems <= 3e6;
 }

@@ -280,6 +280,26 @@ SDXL_TEST(test_ops_conv2d) {
     check_conv("tiled im2col", rnd({1, 64, 130, 64}, 14), rnd({3, 64, 3, 3}, 15), rnd({3}, 16), 1, 1, 1e-4);
 }
 
+// conv2d_fused on the cpu is the composition, bit for bit (the reference results of the UNet/VAE do not move);
+// its own argument checks name the op.
+SDXL_TEST(test_ops_conv2d_fused) {
+    const Tensor x = rnd({2, 3, 5, 7}, 21), w = rnd({4, 3, 3, 3}, 22), b = rnd({4}, 23);
+    const Tensor t = rnd({2, 4}, 24), r = rnd({2, 4, 7, 5}, 25).transpose(2, 3);  // residual as a strided view
+    const Tensor fused = ops::conv2d_fused(x, w, b, 1, 1, t, r);
+    const Tensor composed = ops::add(r, ops::add(ops::conv2d(x, w, b, 1, 1), t.view({2, 4, 1, 1})));
+    CHECK(fused.shape() == composed.shape());
+    bool same = fused.numel() == composed.numel();
+    for (int64_t i = 0; same && i < fused.numel(); ++i) same = fused.data<float>()[i] == composed.data<float>()[i];
+    CHECK_MSG(same, "conv2d_fused differs from conv2d + add + add on the cpu");
+    const Tensor only_t = ops::conv2d_fused(x, w, Tensor(), 1, 1, t, Tensor());
+    expect_close("conv2d_fused, time embedding only", only_t, {2, 4, 5, 7},
+                 vals(ops::add(ops::conv2d(x, w, Tensor(), 1, 1), t.view({2, 4, 1, 1}))), 0);
+    CHECK_THROWS_CODE(ops::conv2d_fused(x, w, b, 1, 1, rnd({2, 5}, 26), Tensor()), ErrorCode::INVALID_ARGUMENT);
+    CHECK_THROWS_CODE(ops::conv2d_fused(x, w, b, 1, 1, Tensor(), rnd({2, 4, 5, 6}, 27)), ErrorCode::INVALID_ARGUMENT);
+    CHECK_THROWS_CODE(ops::conv2d_fused(x, w, b, 2, 1, Tensor(), rnd({2, 4, 5, 7}, 28)), ErrorCode::INVALID_ARGUMENT);
+    CHECK_THROWS_CODE(ops::conv2d_fused(x, rnd({4, 2, 3, 3}, 29), b, 1, 1, t, Tensor()), ErrorCode::INVALID_ARGUMENT);
+}
+
 // ------------------------------------------------------------------------------------------------ upsample
 
 SDXL_TEST(test_ops_upsample_nearest) {

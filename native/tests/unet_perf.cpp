@@ -2,9 +2,17 @@
 // is one UNet call on the classifier-free-guidance batch of 2 at 1024x1024 (latents 128x128), context
 // 77 x 2048. The native perf runner for the GPU machine (no JVM):
 //
-//   sdxl_unet_perf --device cuda --dtype f16 [--size 1024] [--batch 2] [--iters 10] [--refiner]
+//   sdxl_unet_perf --device cuda --dtype f16 [--size 1024] [--batch 2] [--iters 10] [--refiner] [--profile]
+//   sdxl_unet_perf --count-only --dtype bf16 [--size 1024] [--batch 2] [--predict h100]
 //
 // Prints each timed call and the median; the first two calls are warm-up (allocator, cuDNN algorithm choice).
+// --profile: one more call under the op profile (sdxl.h profile_start): per op family (attention, gemm, conv,
+// norm, elementwise, copies) the calls, device calls (kernel launches + library calls + copies: what one CUDA
+// graph of the step holds), GFLOP, GB, and the measured ms, TFLOP/s and GB/s (CUDA events per op, so that call
+// is a little slower than the timed ones).
+// --count-only: no computation at all (any machine, seconds): the model is built without weight values and the
+// step's ops are counted on the CPU; bytes are stated for --dtype; --predict h100|h200 adds the time each family
+// would take at stated fractions of that GPU's peaks.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -31,7 +39,8 @@ Tensor random_tensor(const std::vector<int64_t>& shape, std::mt19937& rng, float
 int main(int argc, char** argv) {
     int device = DEVICE_CPU, dtype = DTYPE_F32, iters = 10;
     int64_t size = 1024, batch = 2;
-    bool refiner = false;
+    bool refiner = false, profile = false, count_only = false;
+    std::string predict;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i], v = i + 1 < argc ? argv[i + 1] : "";
         if (a == "--device") { device = v == "cuda" ? DEVICE_CUDA : DEVICE_CPU; ++i; }
@@ -40,12 +49,17 @@ int main(int argc, char** argv) {
         else if (a == "--batch") { batch = std::stoll(v); ++i; }
         else if (a == "--iters") { iters = std::max(1, std::stoi(v)); ++i; }
         else if (a == "--refiner") refiner = true;
+        else if (a == "--profile") profile = true;
+        else if (a == "--count-only") count_only = true;
+        else if (a == "--predict") { predict = v; ++i; }
         else {
             std::cerr << "usage: sdxl_unet_perf [--device cpu|cuda] [--dtype f32|f16|bf16] [--size PX] [--batch N] "
-                         "[--iters N] [--refiner]\n";
+                         "[--iters N] [--refiner] [--profile] [--count-only [--predict h100|h200]]\n";
             return 2;
         }
     }
+    const double elt = dtype == DTYPE_F32 ? 4.0 : 2.0;
+    if (count_only) device = DEVICE_CPU;  // nothing runs: the CPU backend's shapes are the same
     if (device == DEVICE_CUDA && !cuda_available()) {
         std::cout << "unet perf: skipped, no CUDA device (" << cuda_status() << ")\n";
         return 0;
@@ -53,7 +67,9 @@ int main(int argc, char** argv) {
     try {
         const UNetConfig config = refiner ? UNetConfig::sdxl_refiner() : UNetConfig::sdxl_base();
         const auto t_load = std::chrono::steady_clock::now();
-        UNetModel unet = UNetModel::random(config, 0, device, dtype);
+        if (count_only) profile_start(true, DEVICE_CPU);  // the model's weights get shapes, no values
+        UNetModel unet = UNetModel::random(config, 0, device, count_only ? DTYPE_F32 : dtype);
+        if (count_only) (void)profile_stop(0, "");
         std::printf("built SDXL %s UNet (random weights) in %.1f s\n", refiner ? "refiner" : "base",
                     std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count());
         std::mt19937 rng(7);
@@ -66,6 +82,15 @@ int main(int argc, char** argv) {
         Tensor ids = random_tensor({batch, n_ids}, rng, 0, 1024);
         float t = 500.0f;
         Tensor timestep = Tensor::from_floats(&t, {});
+        if (count_only) {
+            profile_start(true, DEVICE_CPU);
+            Tensor out = unet.forward(sample, timestep, context, pooled, ids);
+            std::printf("SDXL %s UNet step, %lldx%lld px, batch %lld, counted for %s (no computation):\n%s",
+                        refiner ? "refiner" : "base", (long long)size, (long long)size, (long long)batch,
+                        dtype == DTYPE_F16 ? "fp16" : dtype == DTYPE_BF16 ? "bf16" : "fp32",
+                        profile_stop(elt, predict).c_str());
+            return 0;
+        }
         std::vector<double> ms;
         for (int i = 0; i < iters + 2; ++i) {
             const auto t0 = std::chrono::steady_clock::now();
@@ -79,6 +104,12 @@ int main(int argc, char** argv) {
                     refiner ? "refiner" : "base", (long long)size, (long long)size, (long long)batch,
                     dtype == DTYPE_F16 ? "fp16" : dtype == DTYPE_BF16 ? "bf16" : "fp32", device == DEVICE_CUDA ? "cuda" : "cpu",
                     ms[ms.size() / 2], iters);
+        if (profile) {
+            profile_start(false, device);
+            Tensor out = unet.forward(sample, timestep, context, pooled, ids);
+            std::printf("op profile of one more call (CUDA events or wall clock per op):\n%s",
+                        profile_stop(0, "").c_str());
+        }
     } catch (const std::exception& e) {
         std::cout << "unet perf FAILED: " << e.what() << "\n";
         return 1;

@@ -362,6 +362,18 @@ std::string cuda_status();
 // Bytes held by tensors the core allocated on a device (memory-mapped weights not counted): a run that frees
 // everything returns this to where it was.
 int64_t live_allocated_bytes(int device);
+// Per-op-family accounting of what ops ask of the hardware: attention, gemm, conv, norm, elementwise, copies;
+// per family the calls, device calls (kernel launches + library calls + copies), FLOPs, bytes and, unless
+// count_only, the time (CUDA events on DEVICE_CUDA, wall clock on the CPU). count_only: ops compute nothing and
+// return uninitialised results, and models built with random weights meanwhile get no values, so a real-size
+// step is counted in seconds on any machine (build the model inside one count-only profile, then profile the
+// forward in a second one). One profile at a time, one forward pass at a time.
+void profile_start(bool count_only, int device);
+// Stops the profile and returns its table. bytes_per_element > 0 states bytes as elements x that size (e.g. 2
+// to count an f16 step in a count-only F32 run), else each tensor's own dtype. predict_for: "" or a device
+// ("h100" = H100 SXM 989 TFLOP/s dense f16/bf16 and 3.35 TB/s; "h200": 4.8 TB/s) to add the predicted time per
+// family at stated fractions of those peaks.
+std::string profile_stop(double bytes_per_element, const std::string& predict_for);
 // Does nothing; lets benchmarks measure the cost of one JNI call.
 void noop();
 // Throws Error(code, message): lets tests check the C++ -> Java error path.

@@ -4,12 +4,14 @@
 
 #include "api/handles.h"
 
+#include <cmath>
 #include <cstring>
 #include <memory>
 
 #include "core/device.h"
 #include "core/error.h"
 #include "core/half.h"
+#include "core/op_profile.h"
 #include "core/parallel.h"
 #include "core/tensor.h"
 #include "io/safetensors.h"
@@ -281,6 +283,23 @@ std::string cuda_status() { return device::cuda_status(); }
 int64_t live_allocated_bytes(int device) {
     if (device != DEVICE_CPU && device != DEVICE_CUDA) fail(sdxl::ErrorCode::INVALID_ARGUMENT, "unknown device ", device);
     return sdxl::Storage::live_allocated_bytes(device == DEVICE_CUDA ? sdxl::Device::CUDA : sdxl::Device::CPU);
+}
+
+void profile_start(bool count_only, int device) {
+    if (device != DEVICE_CPU && device != DEVICE_CUDA) fail(sdxl::ErrorCode::INVALID_ARGUMENT, "unknown device ", device);
+    sdxl::profile::start(count_only, device == DEVICE_CUDA ? sdxl::Device::CUDA : sdxl::Device::CPU);
+}
+
+std::string profile_stop(double bytes_per_element, const std::string& predict_for) {
+    SDXL_CHECK(predict_for.empty() || predict_for == "h100" || predict_for == "h200",
+               "profile_stop: predict_for must be \"\", \"h100\" or \"h200\", got \"", predict_for, "\"");
+    SDXL_CHECK(std::isfinite(bytes_per_element) && bytes_per_element >= 0,
+               "profile_stop: bytes_per_element must be >= 0, got ", bytes_per_element);
+    const sdxl::profile::Report r = sdxl::profile::stop();
+    std::string out = sdxl::profile::format(r, bytes_per_element);
+    if (predict_for == "h100") out += sdxl::profile::format_prediction(r, bytes_per_element, "H100 SXM", 989.0, 3350.0);
+    if (predict_for == "h200") out += sdxl::profile::format_prediction(r, bytes_per_element, "H200", 989.0, 4800.0);
+    return out;
 }
 
 void noop() {}

@@ -14,6 +14,10 @@ struct Backend {
     Tensor (*linear)(const Tensor& x, const Tensor& w, const Tensor& b) = nullptr;
     Tensor (*matmul)(const Tensor& a, const Tensor& b) = nullptr;  // a [B, M, K], b [B, K, N] (B may be broadcast 1)
     Tensor (*conv2d)(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int padding) = nullptr;
+    // conv2d + sample_bias [N, O] per (n, o) + residual [N, O, Ho, Wo] (either may be undefined) in one pass;
+    // null: ops/ composes conv2d and add (the CPU backend, bit for bit the unfused sums).
+    Tensor (*conv2d_fused)(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int padding,
+                           const Tensor& sample_bias, const Tensor& residual) = nullptr;
     Tensor (*upsample_nearest)(const Tensor& x, int64_t out_h, int64_t out_w) = nullptr;
     Tensor (*group_norm)(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps) = nullptr;
     Tensor (*group_norm_silu)(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta,

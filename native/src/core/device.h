@@ -39,4 +39,11 @@ void cuda_convert(void* dst, DType dst_dtype, const void* src, DType src_dtype, 
 // elements: random weights made on the device (core/counter_random.h).
 void cuda_fill_counter_normal(void* dst, DType dtype, int64_t n, uint64_t base, float scale, float offset);
 
+// Op timing for core/op_profile.h: cuda_timer_mark() records an event on the backend's stream and returns its
+// index; cuda_timer_elapsed_ms(a, b) waits for event b and returns the time between two marks;
+// cuda_timer_reset() forgets all marks (the events are kept for reuse).
+int cuda_timer_mark();
+double cuda_timer_elapsed_ms(int a, int b);
+void cuda_timer_reset();
+
 }  // namespace sdxl::device

@@ -10,6 +10,7 @@
 
 #include "core/device.h"
 #include "core/half.h"
+#include "core/op_profile.h"
 
 namespace sdxl {
 
@@ -259,7 +260,17 @@ Tensor Tensor::unsqueeze(int d) const {
     return t;
 }
 
+namespace {
+// A copy's profile scope (core/op_profile.h): reads n elements of `from`, writes n of `to_dtype`.
+double copy_bytes(int64_t n, DType from, DType to_dtype) {
+    return double(n) * double(dtype_size(from) + dtype_size(to_dtype));
+}
+}  // namespace
+
 Tensor Tensor::clone() const {
+    const profile::Scope scope(profile::Family::COPY, 0, 2.0 * double(numel()), copy_bytes(numel(), dtype_, dtype_),
+                               device());
+    if (profile::dry_run()) return empty(shape_, dtype_, device());
     if (device() != Device::CPU) {
         Tensor out = empty(shape_, dtype_, device());
         if (is_contiguous()) {
@@ -280,6 +291,9 @@ Tensor Tensor::reshape(const Shape& shape) const { return contiguous().view(shap
 
 Tensor Tensor::to(DType dtype) const {
     if (dtype == dtype_) return *this;
+    const profile::Scope scope(profile::Family::COPY, 0, 2.0 * double(numel()), copy_bytes(numel(), dtype_, dtype),
+                               device());
+    if (profile::dry_run()) return empty(shape_, dtype, device());
     if (device() != Device::CPU) {  // converted by a kernel, on the device
         Tensor src = contiguous();
         Tensor out = empty(shape_, dtype, device());
@@ -293,6 +307,9 @@ Tensor Tensor::to(DType dtype) const {
 
 Tensor Tensor::to(Device target) const {
     if (target == device()) return *this;
+    const profile::Scope scope(profile::Family::COPY, 0, 2.0 * double(numel()), copy_bytes(numel(), dtype_, dtype_),
+                               target == Device::CUDA ? target : device());
+    if (profile::dry_run()) return empty(shape_, dtype_, target);
     if (target == Device::CUDA) {
         Tensor src = contiguous();  // on the host: a plain strided copy
         Tensor out = empty(shape_, dtype_, target);

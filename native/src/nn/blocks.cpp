@@ -63,14 +63,14 @@ Tensor ResnetBlock2D::operator()(const Tensor& x, const Tensor& temb) const {
     SDXL_CHECK(!has_temb_ || temb.defined(), "ResnetBlock2D: the block has time_emb_proj but temb is undefined");
     SDXL_CHECK(has_temb_ || !temb.defined(), "ResnetBlock2D: temb ", temb.defined() ? temb.describe() : "",
                " given but the block was built with temb_channels 0");
-    Tensor h = conv1_(norm1_.with_silu(x));  // [N, in, H, W] -> [N, out, H, W]
+    Tensor t;  // the time embedding, added per (n, channel) in conv1's epilogue
     if (has_temb_) {
         need_dims("ResnetBlock2D", "temb", temb, 2, "[N, T]");
-        const Tensor t = time_emb_proj_(ops::silu(temb));      // [N, out]
-        h = ops::add(h, t.view({t.shape()[0], t.shape()[1], 1, 1}));  // [N, out, H, W]
+        t = time_emb_proj_(ops::silu(temb));  // [N, out]
     }
-    h = conv2_(norm2_.with_silu(h));  // [N, out, H, W]
-    return ops::add(has_shortcut_ ? shortcut_(x) : x, h);
+    const Tensor h = conv1_(norm1_.with_silu(x), t, Tensor());  // [N, in, H, W] -> [N, out, H, W]
+    // out = shortcut(x) + conv2(...), the residual added in conv2's epilogue
+    return conv2_(norm2_.with_silu(h), Tensor(), has_shortcut_ ? shortcut_(x) : x);  // [N, out, H, W]
 }
 
 // ---------------------------------------------------------------------------------------- Attention

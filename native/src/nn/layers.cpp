@@ -15,6 +15,10 @@ Conv2d::Conv2d(const WeightBuilder& vb, int64_t in, int64_t out, int kernel, int
 
 Tensor Conv2d::operator()(const Tensor& x) const { return ops::conv2d(x, w_, b_, stride_, padding_); }
 
+Tensor Conv2d::operator()(const Tensor& x, const Tensor& sample_bias, const Tensor& residual) const {
+    return ops::conv2d_fused(x, w_, b_, stride_, padding_, sample_bias, residual);
+}
+
 GroupNorm::GroupNorm(const WeightBuilder& vb, int64_t groups, int64_t channels, float eps)
     : w_(vb.get("weight", {channels})), b_(vb.get("bias", {channels})), groups_(int(groups)), eps_(eps) {}
 

@@ -28,6 +28,9 @@ public:
     Conv2d(const WeightBuilder& vb, int64_t in, int64_t out, int kernel, int stride = 1, int padding = 0,
            bool bias = true);
     Tensor operator()(const Tensor& x) const;  // [N, in, H, W] -> [N, out, H', W']
+    // this(x) + sample_bias [N, out] per (n, channel) + residual [N, out, H', W'] in one op (ops::conv2d_fused);
+    // either term may be undefined.
+    Tensor operator()(const Tensor& x, const Tensor& sample_bias, const Tensor& residual) const;
 
 private:
     Tensor w_, b_;

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "core/counter_random.h"
+#include "core/op_profile.h"
 #include "core/device.h"
 #include "core/parallel.h"
 
@@ -97,6 +98,7 @@ public:
     }
     Tensor make(const std::string& key, const Shape& shape) const {
         Tensor t = Tensor::empty(shape, DType::F32);
+        if (profile::dry_run()) return t;  // a count-only profile: shapes without values (core/op_profile.h)
         float* p = t.data<float>();
         const int64_t n = t.numel();
         const Plan pl = plan(key, shape);
@@ -115,6 +117,7 @@ public:
     // generation and copies); equal to make() up to the device's log/cos ulps, rounded once to `dtype`.
     Tensor make_on_device(const std::string& key, const Shape& shape, DType dtype) const {
         Tensor t = Tensor::empty(shape, dtype, Device::CUDA);
+        if (profile::dry_run()) return t;
         const Plan pl = plan(key, shape);
         device::cuda_fill_counter_normal(t.raw_data(), dtype, t.numel(), pl.base,
                                          pl.kind == Kind::NORMAL ? pl.scale : 0.0f,

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "backends/backend.h"
+#include "core/op_profile.h"
 
 namespace sdxl::ops {
 
@@ -70,6 +71,31 @@ int norm_dim(const char* op, int d, int rank) {
     SDXL_CHECK(d >= -rank && d < rank, op, ": dim ", d, " out of range for a ", rank, "-D tensor");
     return d < 0 ? d + rank : d;
 }
+
+// What an op reads and writes for the op profile (core/op_profile.h): its defined inputs and its output.
+struct Io {
+    double elements = 0, bytes = 0;
+};
+Io io_of(std::initializer_list<const Tensor*> inputs, const Shape& out, DType out_dtype) {
+    Io r;
+    for (const Tensor* t : inputs) {
+        if (!t->defined()) continue;
+        r.elements += double(t->numel());
+        r.bytes += double(t->numel()) * double(dtype_size(t->dtype()));
+    }
+    const double n = double(shape_numel(out));
+    r.elements += n;
+    r.bytes += n * double(dtype_size(out_dtype));
+    return r;
+}
+
+// Opens the op's profile scope (family, FLOPs, the inputs after `out_dtype`); in a count-only profile run the
+// op returns an uninitialised result of its shape here and computes nothing. Costs one atomic load otherwise.
+#define SDXL_OP_PROFILE(family, flops, out_shape, out_dtype, device, ...)                                      \
+    const Io prof_io_ = profile::active() ? io_of({__VA_ARGS__}, out_shape, out_dtype) : Io{};                 \
+    const profile::Scope prof_scope_(profile::Family::family, profile::active() ? double(flops) : 0.0,         \
+                                     prof_io_.elements, prof_io_.bytes, device);                               \
+    if (profile::dry_run()) return Tensor::empty(out_shape, out_dtype, device)
 
 // The backend's implementation, or UNSUPPORTED naming the op and the backend.
 template <typename Fn>
@@ -147,6 +173,10 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     SDXL_CHECK(x.shape().back() == w.shape()[1], "linear: x ", shape_str(x.shape()), " has ", x.shape().back(),
                " input features but w ", shape_str(w.shape()), " expects ", w.shape()[1]);
     need_vector("linear", "w", w, "b", b, w.shape()[0]);
+    Shape out_shape = x.shape();
+    out_shape.back() = w.shape()[0];
+    SDXL_OP_PROFILE(GEMM, 2.0 * double(shape_numel(out_shape)) * double(w.shape()[1]), out_shape, x.dtype(),
+                    x.device(), &x, &w, &b);
     const Backend& be = backend_for(x.device());
     return impl(be.linear, "linear", be, x)(x, w, b);
 }
@@ -168,6 +198,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     Shape out_shape = batch;
     if (a.dim() > 1) out_shape.push_back(m);
     if (b.dim() > 1) out_shape.push_back(n);
+    SDXL_OP_PROFILE(GEMM, 2.0 * double(shape_numel(out_shape)) * double(k), out_shape, a.dtype(), a.device(), &a,
+                    &b);
     const Backend& be = backend_for(a.device());
     auto fn = impl(be.matmul, "matmul", be, a);
     if (shape_numel(out_shape) == 0 || k == 0) {
@@ -205,8 +237,51 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int
     SDXL_CHECK(hp >= w.shape()[2] && wp >= w.shape()[3], "conv2d: input ", shape_str(x.shape()), " padded by ",
                padding, " is smaller than the kernel of w ", shape_str(w.shape()));
     need_vector("conv2d", "w", w, "b", b, w.shape()[0]);
+    const Shape out_shape{x.shape()[0], w.shape()[0], (hp - w.shape()[2]) / stride + 1, (wp - w.shape()[3]) / stride + 1};
+    SDXL_OP_PROFILE(CONV, 2.0 * double(shape_numel(out_shape)) * double(w.numel() / std::max<int64_t>(1, w.shape()[0])),
+                    out_shape, x.dtype(), x.device(), &x, &w, &b);
     const Backend& be = backend_for(x.device());
     return impl(be.conv2d, "conv2d", be, x)(x, w, b, stride, padding);
+}
+
+Tensor conv2d_fused(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int padding,
+                    const Tensor& sample_bias, const Tensor& residual) {
+    if (!sample_bias.defined() && !residual.defined()) return conv2d(x, w, b, stride, padding);
+    // conv2d's own checks first (x, w, b, stride, padding), in count-only mode too.
+    need_float("conv2d_fused", "x", x);
+    SDXL_CHECK(x.dim() == 4 && w.dim() == 4, "conv2d_fused: x and w must be 4-D, got ", shape_str(x.shape()), " and ",
+               shape_str(w.shape()));
+    SDXL_CHECK(stride >= 1 && padding >= 0, "conv2d_fused: stride must be >= 1 and padding >= 0, got ", stride,
+               " and ", padding);
+    const int64_t N = x.shape()[0], O = w.shape()[0];
+    const int64_t Ho = (x.shape()[2] + 2 * int64_t(padding) - w.shape()[2]) / stride + 1;
+    const int64_t Wo = (x.shape()[3] + 2 * int64_t(padding) - w.shape()[3]) / stride + 1;
+    const Shape out_shape{N, O, Ho, Wo};
+    if (sample_bias.defined()) {
+        need_like("conv2d_fused", "x", x, "sample_bias", sample_bias);
+        SDXL_CHECK(sample_bias.dim() == 2 && sample_bias.shape()[0] == N && sample_bias.shape()[1] == O,
+                   "conv2d_fused: sample_bias must be [N, O] = [", N, ", ", O, "], got ", shape_str(sample_bias.shape()));
+    }
+    if (residual.defined()) {
+        need_like("conv2d_fused", "x", x, "residual", residual);
+        SDXL_CHECK(residual.shape() == out_shape, "conv2d_fused: residual must be the output's shape ",
+                   shape_str(out_shape), ", got ", shape_str(residual.shape()));
+    }
+    const Backend& be = backend_for(x.device());
+    if (!be.conv2d_fused) {  // composed: conv2d validates the rest; the adds keep the unfused order
+        Tensor y = conv2d(x, w, b, stride, padding);                               // [N, O, Ho, Wo]
+        if (sample_bias.defined()) y = add(y, sample_bias.view({N, O, 1, 1}));
+        return residual.defined() ? add(residual, y) : y;
+    }
+    SDXL_CHECK(x.shape()[1] == w.shape()[1], "conv2d_fused: x ", shape_str(x.shape()), " has ", x.shape()[1],
+               " channels but w ", shape_str(w.shape()), " expects ", w.shape()[1]);
+    need_like("conv2d_fused", "x", x, "w", w);
+    SDXL_CHECK(Ho >= 1 && Wo >= 1, "conv2d_fused: input ", shape_str(x.shape()), " padded by ", padding,
+               " is smaller than the kernel of w ", shape_str(w.shape()));
+    need_vector("conv2d_fused", "w", w, "b", b, O);
+    SDXL_OP_PROFILE(CONV, 2.0 * double(shape_numel(out_shape)) * double(w.numel() / std::max<int64_t>(1, O)), out_shape,
+                    x.dtype(), x.device(), &x, &w, &b, &sample_bias, &residual);
+    return be.conv2d_fused(x, w, b, stride, padding, sample_bias, residual);
 }
 
 Tensor upsample_nearest(const Tensor& x, int64_t out_h, int64_t out_w) {
@@ -215,6 +290,8 @@ Tensor upsample_nearest(const Tensor& x, int64_t out_h, int64_t out_w) {
     SDXL_CHECK(x.shape()[2] >= 1 && x.shape()[3] >= 1, "upsample_nearest: x ", shape_str(x.shape()),
                " has an empty spatial size");
     SDXL_CHECK(out_h >= 1 && out_w >= 1, "upsample_nearest: output size must be >= 1, got ", out_h, "x", out_w);
+    const Shape out_shape{x.shape()[0], x.shape()[1], out_h, out_w};
+    SDXL_OP_PROFILE(COPY, 0, out_shape, x.dtype(), x.device(), &x);
     const Backend& be = backend_for(x.device());
     return impl(be.upsample_nearest, "upsample_nearest", be, x)(x, out_h, out_w);
 }
@@ -229,12 +306,14 @@ Tensor upsample_nearest2x(const Tensor& x) {
 
 Tensor group_norm(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps) {
     need_group_norm_args("group_norm", x, groups, gamma, beta, eps);
+    SDXL_OP_PROFILE(NORM, 8.0 * double(x.numel()), x.shape(), x.dtype(), x.device(), &x, &gamma, &beta);
     const Backend& be = backend_for(x.device());
     return impl(be.group_norm, "group_norm", be, x)(x, groups, gamma, beta, eps);
 }
 
 Tensor group_norm_silu(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps) {
     need_group_norm_args("group_norm_silu", x, groups, gamma, beta, eps);
+    SDXL_OP_PROFILE(NORM, 12.0 * double(x.numel()), x.shape(), x.dtype(), x.device(), &x, &gamma, &beta);
     const Backend& be = backend_for(x.device());
     return impl(be.group_norm_silu, "group_norm_silu", be, x)(x, groups, gamma, beta, eps);
 }
@@ -245,6 +324,7 @@ Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, floa
     need_vector("layer_norm", "x", x, "gamma", gamma, x.shape().back());
     need_vector("layer_norm", "x", x, "beta", beta, x.shape().back());
     need_eps("layer_norm", eps);
+    SDXL_OP_PROFILE(NORM, 8.0 * double(x.numel()), x.shape(), x.dtype(), x.device(), &x, &gamma, &beta);
     const Backend& be = backend_for(x.device());
     return impl(be.layer_norm, "layer_norm", be, x)(x, gamma, beta, eps);
 }
@@ -253,24 +333,28 @@ Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, floa
 
 Tensor silu(const Tensor& x) {
     need_float("silu", "x", x);
+    SDXL_OP_PROFILE(ELEMENTWISE, double(x.numel()), x.shape(), x.dtype(), x.device(), &x);
     const Backend& be = backend_for(x.device());
     return impl(be.silu, "silu", be, x)(x);
 }
 
 Tensor gelu(const Tensor& x) {
     need_float("gelu", "x", x);
+    SDXL_OP_PROFILE(ELEMENTWISE, double(x.numel()), x.shape(), x.dtype(), x.device(), &x);
     const Backend& be = backend_for(x.device());
     return impl(be.gelu, "gelu", be, x)(x);
 }
 
 Tensor gelu_tanh(const Tensor& x) {
     need_float("gelu_tanh", "x", x);
+    SDXL_OP_PROFILE(ELEMENTWISE, double(x.numel()), x.shape(), x.dtype(), x.device(), &x);
     const Backend& be = backend_for(x.device());
     return impl(be.gelu_tanh, "gelu_tanh", be, x)(x);
 }
 
 Tensor quick_gelu(const Tensor& x) {
     need_float("quick_gelu", "x", x);
+    SDXL_OP_PROFILE(ELEMENTWISE, double(x.numel()), x.shape(), x.dtype(), x.device(), &x);
     const Backend& be = backend_for(x.device());
     return impl(be.quick_gelu, "quick_gelu", be, x)(x);
 }
@@ -279,6 +363,9 @@ Tensor geglu(const Tensor& x) {
     need_float("geglu", "x", x);
     SDXL_CHECK(x.dim() >= 1 && x.shape().back() % 2 == 0, "geglu: x must be [..., 2D] with an even last dim, got ",
                shape_str(x.shape()));
+    Shape out_shape = x.shape();
+    out_shape.back() /= 2;
+    SDXL_OP_PROFILE(ELEMENTWISE, double(x.numel()), out_shape, x.dtype(), x.device(), &x);
     const Backend& be = backend_for(x.device());
     return impl(be.geglu, "geglu", be, x)(x);
 }
@@ -286,6 +373,7 @@ Tensor geglu(const Tensor& x) {
 Tensor softmax(const Tensor& x) {
     need_float("softmax", "x", x);
     SDXL_CHECK(x.dim() >= 1, "softmax: x must have at least 1 dim, got ", x.describe());
+    SDXL_OP_PROFILE(NORM, 4.0 * double(x.numel()), x.shape(), x.dtype(), x.device(), &x);
     const Backend& be = backend_for(x.device());
     return impl(be.softmax, "softmax", be, x)(x);
 }
@@ -316,6 +404,11 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor
     }
     SDXL_CHECK(std::isfinite(scale), "attention: scale must be finite, got ", scale);
     const float s = scale > 0.0f ? scale : (D > 0 ? float(1.0 / std::sqrt(double(D))) : 1.0f);
+    const int64_t Lq = q.shape()[2], Dv = v.shape()[3];
+    const Shape out_shape{B, H, Lq, Dv};
+    // q k^T and p v: 2 Lq Lk (D + Dv) per head (the causal half is not subtracted; CLIP's is tiny)
+    SDXL_OP_PROFILE(ATTENTION, 2.0 * double(B * H) * double(Lq) * double(Lk) * double(D + Dv), out_shape, q.dtype(),
+                    q.device(), &q, &k, &v, &key_mask);
     const Backend& be = backend_for(q.device());
     return impl(be.attention, "attention", be, q)(q, k, v, key_mask, causal, s);
 }
@@ -330,6 +423,7 @@ Tensor binary(const char* op, BinaryFn Backend::*member, const Tensor& a, const 
     need_float(op, "a", a);
     need_like(op, "a", a, "b", b);
     const Shape out = broadcast_shapes(op, a.shape(), b.shape());
+    SDXL_OP_PROFILE(ELEMENTWISE, double(shape_numel(out)), out, a.dtype(), a.device(), &a, &b);
     const Backend& be = backend_for(a.device());
     return impl(be.*member, op, be, a)(a, b, out);
 }
@@ -342,6 +436,7 @@ Tensor mul(const Tensor& a, const Tensor& b) { return binary("mul", &Backend::mu
 
 Tensor scale(const Tensor& x, float alpha, float beta) {
     need_float("scale", "x", x);
+    SDXL_OP_PROFILE(ELEMENTWISE, 2.0 * double(x.numel()), x.shape(), x.dtype(), x.device(), &x);
     const Backend& be = backend_for(x.device());
     return impl(be.scale, "scale", be, x)(x, alpha, beta);
 }
@@ -364,6 +459,18 @@ Tensor concat(const std::vector<Tensor>& parts, int dim) {
         SDXL_CHECK(same, "concat: parts[", i, "] ", shape_str(p.shape()), " does not match parts[0] ",
                    shape_str(first.shape()), " outside dim ", d);
     }
+    Shape out_shape = first.shape();
+    out_shape[size_t(d)] = 0;
+    double in_elements = 0, in_bytes = 0;
+    for (const Tensor& p : parts) {
+        out_shape[size_t(d)] += p.shape()[size_t(d)];
+        in_elements += double(p.numel());
+        in_bytes += double(p.numel()) * double(dtype_size(p.dtype()));
+    }
+    const double n_out = double(shape_numel(out_shape));
+    const profile::Scope prof_scope(profile::Family::COPY, 0, in_elements + n_out,
+                                    in_bytes + n_out * double(dtype_size(first.dtype())), first.device());
+    if (profile::dry_run()) return Tensor::empty(out_shape, first.dtype(), first.device());
     const Backend& be = backend_for(first.device());
     return impl(be.concat, "concat", be, first)(parts, d);
 }
@@ -393,6 +500,8 @@ Tensor timestep_embedding(const Tensor& t, int dim, bool flip_sin_to_cos, float 
                "timestep_embedding: scale and downscale_freq_shift must be finite");
     SDXL_CHECK(dim / 2 == 0 || double(dim / 2) != double(downscale_freq_shift), "timestep_embedding: dim ", dim,
                " with downscale_freq_shift ", downscale_freq_shift, " divides by half_dim - shift = 0");
+    const Shape out_shape{t.shape()[0], dim};
+    SDXL_OP_PROFILE(ELEMENTWISE, 4.0 * double(shape_numel(out_shape)), out_shape, DType::F32, t.device(), &t);
     const Backend& be = backend_for(t.device());
     return impl(be.timestep_embedding, "timestep_embedding", be, t)(t, dim, flip_sin_to_cos, downscale_freq_shift,
                                                                     scale, max_period);

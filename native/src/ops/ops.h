@@ -24,6 +24,13 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 // ---- convolution / resampling
 // x [N, C, H, W], w [O, C, kh, kw], b [O] or undefined. Symmetric zero padding.
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int padding);
+// conv2d(x, w, b) + sample_bias[:, :, None, None] + residual, the epilogues of a ResNet block's convolutions
+// (the time embedding after conv1, the shortcut after conv2) fused where the backend can (CUDA: the
+// convolution accumulates onto one pre-filled pass instead of two extra add passes). sample_bias [N, O] or
+// undefined; residual [N, O, Ho, Wo] (any strides) or undefined. Otherwise the same sums as
+// add(residual, add(conv2d(x, w, b), sample_bias[:, :, None, None])), on the cpu bit for bit.
+Tensor conv2d_fused(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int padding,
+                    const Tensor& sample_bias, const Tensor& residual);
 // Nearest-neighbour upsampling to an explicit size (torch "nearest": src = floor(dst * in / out)).
 Tensor upsample_nearest(const Tensor& x, int64_t out_h, int64_t out_w);
 // x2 shorthand: upsample_nearest(x, 2H, 2W).

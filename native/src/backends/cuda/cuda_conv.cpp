@@ -6,8 +6,9 @@
 //   - the algorithm is chosen once per shape/dtype (cudnnGetConvolutionForwardAlgorithm_v7, the heuristic, no
 //     benchmarking) and cached; its workspace comes from the caching allocator; if that allocation fails the
 //     best algorithm that needs no workspace is used instead;
-//   - the bias is broadcast into the output first (cuda_bias.cu) and the convolution accumulates onto it
-//     (beta = 1): one rounding of conv + bias to the output dtype.
+//   - the bias, and for conv2d_fused the per-sample bias (the ResNet time embedding) and the residual, are
+//     written into the output first in one pass (cuda_bias.cu) and the convolution accumulates onto it
+//     (beta = 1): one rounding of conv + epilogue to the output dtype, no separate add passes.
 // Later optimisation (not done): NHWC tensors for F16/BF16, where cuDNN's tensor-core kernels are faster and
 // need no layout transposes; a fused conv+bias(+activation) graph.
 #include "backends/backend.h"
@@ -27,6 +28,7 @@
 
 #include "backends/cuda/cuda_bias.h"
 #include "core/device.h"
+#include "core/op_profile.h"
 
 namespace sdxl::cuda {
 
@@ -226,8 +228,10 @@ Choice choose(Dnn& d, const Descriptors& ds, DType dt, const Tensor& x) {
     return c;
 }
 
-// x [N, C, H, W] * w [O, C, kh, kw] (+ b [O]) -> [N, O, Ho, Wo]
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int padding) {
+// x [N, C, H, W] * w [O, C, kh, kw] (+ b [O]) (+ sample_bias [N, O] per (n, o)) (+ residual [N, O, Ho, Wo])
+// -> [N, O, Ho, Wo]. The epilogue terms are one pre-filled start value the convolution accumulates onto.
+Tensor conv2d_fused(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int padding,
+                    const Tensor& sample_bias, const Tensor& residual) {
     const int64_t N = x.shape()[0], C = x.shape()[1], H = x.shape()[2], W = x.shape()[3];
     const int64_t O = w.shape()[0], kh = w.shape()[2], kw = w.shape()[3];
     const int64_t Ho = (H + 2 * int64_t(padding) - kh) / stride + 1, Wo = (W + 2 * int64_t(padding) - kw) / stride + 1;
@@ -235,10 +239,18 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int
     const cudnnDataType_t type = data_type(dt);
     Tensor y = Tensor::empty({N, O, Ho, Wo}, dt, Device::CUDA);
     if (y.numel() == 0) return y;
-    if (C == 0) {  // empty sums: the bias or zeros
-        if (!b.defined()) return Tensor::zeros({N, O, Ho, Wo}, dt, Device::CUDA);
-        const Tensor bc = b.contiguous();
-        fill_bias(y.raw_data(), bc.raw_data(), dtype_size(dt), N, O, Ho * Wo);
+    // The start value: bias, time embedding and residual in one pass (nothing when there are none).
+    const bool epilogue = b.defined() || sample_bias.defined() || residual.defined();
+    auto fill_start = [&] {
+        const Tensor bc = b.defined() ? b.contiguous() : Tensor();
+        const Tensor sc = sample_bias.defined() ? sample_bias.contiguous() : Tensor();
+        const Tensor rc = residual.defined() ? residual.contiguous() : Tensor();
+        fill_epilogue(y.raw_data(), dt, rc.defined() ? rc.raw_data() : nullptr, bc.defined() ? bc.raw_data() : nullptr,
+                      sc.defined() ? sc.raw_data() : nullptr, N, O, Ho * Wo);
+    };
+    if (C == 0) {  // empty sums: the epilogue terms or zeros
+        if (!epilogue) return Tensor::zeros({N, O, Ho, Wo}, dt, Device::CUDA);
+        fill_start();
         return y;
     }
     const Tensor xc = x.contiguous(), wc = w.contiguous();
@@ -283,20 +295,27 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int
     }
 
     float beta = 0.0f;
-    if (b.defined()) {
-        const Tensor bc = b.contiguous();
-        fill_bias(y.raw_data(), bc.raw_data(), dtype_size(dt), N, O, Ho * Wo);
+    if (epilogue) {
+        fill_start();
         beta = 1.0f;
     }
     const float alpha = 1.0f;
+    profile::count_device_call();
     SDXL_CUDNN_CHECK(d.api.ConvolutionForward(d.handle, &alpha, ds.x, xc.raw_data(), ds.w, wc.raw_data(), ds.conv,
                                               c.algo, ws.ptr, ws_size, &beta, ds.y, y.raw_data()));
     return y;
 }
 
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int padding) {
+    return conv2d_fused(x, w, b, stride, padding, Tensor(), Tensor());
+}
+
 }  // namespace
 
-void register_conv_ops(Backend& table) { table.conv2d = conv2d; }
+void register_conv_ops(Backend& table) {
+    table.conv2d = conv2d;
+    table.conv2d_fused = conv2d_fused;
+}
 
 namespace libs {
 bool conv_compiled() { return true; }

@@ -14,6 +14,7 @@
 #include "backends/cuda/cuda_check.cuh"
 #include "backends/cuda/cuda_context.cuh"
 #include "core/device.h"
+#include "core/op_profile.h"
 
 // ------------------------------------------------------------------------------------- caching allocator
 // See cuda_allocator.h. One mutex guards the free lists and the table of live blocks; cudaMalloc runs under it
@@ -220,16 +221,62 @@ void cuda_empty_cache() { cuda::empty_cache(); }
 void copy_host_to_device(void* dst, const void* src, size_t nbytes) {
     require_device();
     if (nbytes) SDXL_CUDA_CHECK(cudaMemcpy(dst, src, nbytes, cudaMemcpyHostToDevice));
+    profile::count_device_call();
 }
 
 void copy_device_to_host(void* dst, const void* src, size_t nbytes) {
     require_device();
     if (nbytes) SDXL_CUDA_CHECK(cudaMemcpy(dst, src, nbytes, cudaMemcpyDeviceToHost));
+    profile::count_device_call();
 }
 
 void copy_device_to_device(void* dst, const void* src, size_t nbytes) {
     require_device();
     if (nbytes) SDXL_CUDA_CHECK(cudaMemcpy(dst, src, nbytes, cudaMemcpyDeviceToDevice));
+    profile::count_device_call();
+}
+
+// ------------------------------------------------------------------------------------- op timing events
+namespace {
+struct Timer {
+    std::mutex mu;
+    std::vector<cudaEvent_t> events;  // grows to the most marks of one profile, then reused
+    size_t used = 0;
+};
+Timer& timer() {
+    static Timer* t = new Timer();  // never destroyed, like the allocator
+    return *t;
+}
+}  // namespace
+
+int cuda_timer_mark() {
+    require_device();
+    Timer& t = timer();
+    std::lock_guard<std::mutex> lock(t.mu);
+    if (t.used == t.events.size()) {
+        cudaEvent_t e = nullptr;
+        SDXL_CUDA_CHECK(cudaEventCreate(&e));
+        t.events.push_back(e);
+    }
+    SDXL_CUDA_CHECK(cudaEventRecord(t.events[t.used], cuda::stream()));
+    return int(t.used++);
+}
+
+double cuda_timer_elapsed_ms(int a, int b) {
+    Timer& t = timer();
+    std::lock_guard<std::mutex> lock(t.mu);
+    if (a < 0 || b < 0 || size_t(a) >= t.used || size_t(b) >= t.used)
+        fail(ErrorCode::INVALID_ARGUMENT, "cuda_timer_elapsed_ms: marks ", a, " and ", b, " out of ", t.used);
+    SDXL_CUDA_CHECK(cudaEventSynchronize(t.events[size_t(b)]));
+    float ms = 0.0f;
+    SDXL_CUDA_CHECK(cudaEventElapsedTime(&ms, t.events[size_t(a)], t.events[size_t(b)]));
+    return double(ms);
+}
+
+void cuda_timer_reset() {
+    Timer& t = timer();
+    std::lock_guard<std::mutex> lock(t.mu);
+    t.used = 0;
 }
 
 }  // namespace sdxl::device

@@ -25,6 +25,7 @@
 #include <mutex>
 
 #include "backends/cuda/cuda_bias.h"
+#include "core/op_profile.h"
 
 namespace sdxl::cuda {
 
@@ -208,6 +209,7 @@ void gemm(const char* op, DType dt, const Operand& a, int64_t stride_a, const Op
     const int im = to_int(m, "M", op), in = to_int(n, "N", op), ik = to_int(k, "K", op);
     const int lda = to_int(a.ld, "lda", op), ldb = to_int(b.ld, "ldb", op), ib = to_int(batch, "batch", op);
     std::lock_guard<std::mutex> lock(bl.mu);
+    profile::count_device_call();
     // Column-major view of the row-major product: C^T [N, M] = B^T [N, K] A^T [K, M] (m' = N, n' = M).
     if (batch == 1) {
         SDXL_CUBLAS_CHECK(bl.api.GemmEx(bl.handle, b.op, a.op, in, im, ik, &alpha, b.ptr, type, ldb, a.ptr, type, lda,

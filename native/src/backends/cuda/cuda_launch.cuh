@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "backends/cuda/cuda_context.cuh"
+#include "core/op_profile.h"
 
 #if defined(SDXL_CUDA_EMULATOR)
 #include "backends/cuda/emulator/emu_simt.h"
@@ -27,6 +28,7 @@ namespace sdxl::cuda {
 
 template <typename... Params, typename... Args>
 inline void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, Args&&... args) {
+    profile::count_device_call();
 #if defined(SDXL_CUDA_EMULATOR)
     ::sdxl_emu::launch(kernel, grid, block, smem, stream(), std::forward<Args>(args)...);
 #else

@@ -28,6 +28,9 @@ void cuda_empty_cache() {}
 void cuda_strided_copy(void*, const void*, DType, int, const int64_t*, const int64_t*) { not_compiled(); }
 void cuda_convert(void*, DType, const void*, DType, int64_t) { not_compiled(); }
 void cuda_fill_counter_normal(void*, DType, int64_t, uint64_t, float, float) { not_compiled(); }
+int cuda_timer_mark() { not_compiled(); }
+double cuda_timer_elapsed_ms(int, int) { not_compiled(); }
+void cuda_timer_reset() {}
 
 }  // namespace device
 }  // namespace sdxl
