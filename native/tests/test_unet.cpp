@@ -272,6 +272,31 @@ SDXL_TEST(unet_timestep_forms_are_equivalent) {
     }
 }
 
+// The cross-attention keys/values kept across steps (nn::CrossAttentionCache): the same outputs as without it,
+// bit for bit, over steps with new samples and timesteps; filled once per cross-attention; a new context tensor
+// empties and refills it (a stale key/value would give the old context's output).
+SDXL_TEST(unet_cross_attention_cache_across_steps) {
+    const auto unet = build(tiny4());
+    const Inputs in = inputs(2, 8, 8, 31);
+    nn::CrossAttentionCache cache;
+    // tiny4: cross-attention transformers at levels 1 and 2 (1 + 2 layers), down (1 resnet each) and up (2 each)
+    // paths, and the mid block: 1 + 2 + (2 * 1 + 2 * 2) + 1 = 10 blocks.
+    const size_t cross_attentions = 10;
+    for (int step = 0; step < 3; ++step) {
+        const Tensor sample = rnd({2, 4, 8, 8}, 40 + uint64_t(step));
+        const Tensor t = scalar_i64(900 - 300 * step);
+        const Tensor plain = unet.forward(sample, t, in.context, in.text_embeds, in.time_ids);
+        const Tensor cached = unet.forward(sample, t, in.context, in.text_embeds, in.time_ids, &cache);
+        CHECK_MSG(max_abs_diff(cached, plain) == 0.0, "step " << step << ": cached K/V changed the output");
+        CHECK_MSG(cache.size() == cross_attentions, "step " << step << ": " << cache.size() << " cache entries");
+    }
+    const Tensor other = rnd({2, 7, 12}, 99);
+    const Tensor plain = unet.forward(in.sample, scalar_i64(10), other, in.text_embeds, in.time_ids);
+    const Tensor cached = unet.forward(in.sample, scalar_i64(10), other, in.text_embeds, in.time_ids, &cache);
+    CHECK_MSG(max_abs_diff(cached, plain) == 0.0, "a new context must not reuse the old keys/values");
+    CHECK(cache.size() == cross_attentions);
+}
+
 SDXL_TEST(unet_argument_errors) {
     const auto unet = build(tiny4());
     const Inputs in = inputs(2, 8, 8, 31);

@@ -276,7 +276,8 @@ const nn::Placement& UNet2DConditionModel::placement() const { return impl_->pla
 const api::UNetConfig& UNet2DConditionModel::config() const { return impl_->config; }
 
 Tensor UNet2DConditionModel::forward(const Tensor& sample, const Tensor& timestep, const Tensor& encoder_hidden_states,
-                                     const Tensor& text_embeds, const Tensor& time_ids) const {
+                                     const Tensor& text_embeds, const Tensor& time_ids,
+                                     nn::CrossAttentionCache* cross_cache) const {
     const Impl& m = *impl_;
     const api::UNetConfig& c = m.config;
 
@@ -341,7 +342,7 @@ Tensor UNet2DConditionModel::forward(const Tensor& sample, const Tensor& timeste
     for (const DownBlock& block : m.down_blocks) {
         for (size_t j = 0; j < block.resnets.size(); ++j) {
             x = block.resnets[j](x, emb);                              // [B, C_i, h, w]
-            if (!block.attentions.empty()) x = block.attentions[j](x, context);
+            if (!block.attentions.empty()) x = block.attentions[j](x, context, cross_cache);
             skips.push_back(x);
         }
         if (block.has_downsampler) {
@@ -352,7 +353,7 @@ Tensor UNet2DConditionModel::forward(const Tensor& sample, const Tensor& timeste
 
     // ---- mid block
     x = m.mid_block.resnet0(x, emb);
-    x = m.mid_block.attention(x, context);
+    x = m.mid_block.attention(x, context, cross_cache);
     x = m.mid_block.resnet1(x, emb);  // [B, C_last, h, w]
 
     // ---- up path. When a side of the latent is not a multiple of 2^(number of upsamplers), each
@@ -368,7 +369,7 @@ Tensor UNet2DConditionModel::forward(const Tensor& sample, const Tensor& timeste
             skips.pop_back();
             x = ops::concat({x, skip}, 1);  // [B, C_run + C_skip, h, w]
             x = block.resnets[j](x, emb);   // [B, C_level, h, w]
-            if (!block.attentions.empty()) x = block.attentions[j](x, context);
+            if (!block.attentions.empty()) x = block.attentions[j](x, context, cross_cache);
         }
         if (block.has_upsampler) {
             if (forward_upsample_size) {

@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "core/tensor.h"
+#include "nn/blocks.h"
 #include "nn/weights.h"
 #include "sdxl/configs.h"
 
@@ -21,8 +22,11 @@ public:
     // encoder_hidden_states [B, L, cross_attention_dim]; text_embeds [B, P]; time_ids [B, n_ids]
     // with n_ids * addition_time_embed_dim + P == projection_class_embeddings_input_dim.
     // Returns the noise prediction [B, out_channels, H, W].
+    // cross_cache: for a sequence of calls with the same encoder_hidden_states (the steps of one generation),
+    // keeps each cross-attention's keys and values of it (nn::CrossAttentionCache); null: computed every call.
     Tensor forward(const Tensor& sample, const Tensor& timestep, const Tensor& encoder_hidden_states,
-                   const Tensor& text_embeds, const Tensor& time_ids) const;
+                   const Tensor& text_embeds, const Tensor& time_ids,
+                   nn::CrossAttentionCache* cross_cache = nullptr) const;
     const api::UNetConfig& config() const;
     // Where the weights live and the dtype the model computes in; inputs must be on that device and dtype.
     const nn::Placement& placement() const;

@@ -86,18 +86,61 @@ Attention::Attention(const WeightBuilder& vb, int64_t query_dim, int64_t context
     to_k_ = Linear(vb.pp("to_k"), kv_dim, inner, bias);
     to_v_ = Linear(vb.pp("to_v"), kv_dim, inner, bias);
     to_out_ = Linear(vb.pp("to_out").pp(0), inner, query_dim, true);
+    if (context_dim <= 0 && vb.placement().device == Device::CUDA) {
+        qkv_w_ = ops::concat({to_q_.weight(), to_k_.weight(), to_v_.weight()}, 0);  // [3 * inner, query_dim]
+        if (bias) qkv_b_ = ops::concat({to_q_.bias(), to_k_.bias(), to_v_.bias()}, 0);  // [3 * inner]
+        to_q_ = to_k_ = to_v_ = Linear();  // the device memory of the separate weights is released
+        fused_qkv_ = true;
+    }
 }
 
-Tensor Attention::operator()(const Tensor& x, const Tensor& context) const {
+void CrossAttentionCache::bind(const Tensor& context) {
+    const void* storage = context.storage().get();
+    if (storage == storage_ && context.offset() == offset_ && context.shape() == shape_) return;
+    entries_.clear();
+    storage_ = storage;
+    offset_ = context.offset();
+    shape_ = context.shape();
+}
+
+namespace {
+// t with dim d removed at index i, as a view: [..., S, ...] -> [...].
+Tensor select(const Tensor& t, int d, int64_t i) {
+    Shape shape = t.shape(), strides = t.strides();
+    const int64_t offset = t.offset() + i * strides[size_t(d)];
+    shape.erase(shape.begin() + d);
+    strides.erase(strides.begin() + d);
+    return Tensor::from_storage(t.storage(), offset, shape, strides, t.dtype());
+}
+}  // namespace
+
+Tensor Attention::operator()(const Tensor& x, const Tensor& context, CrossAttentionCache* cache) const {
     need_dims("Attention", "x", x, 3, "[N, L, query_dim]");
     const Tensor& ctx = context.defined() ? context : x;  // diffusers: encoder_hidden_states None -> self
     need_dims("Attention", "context", ctx, 3, "[N, Lc, context_dim]");
     SDXL_CHECK(ctx.shape()[0] == x.shape()[0], "Attention: x ", shape_str(x.shape()), " and context ",
                shape_str(ctx.shape()), " have different batch sizes");
     const int64_t N = x.shape()[0], L = x.shape()[1], Lc = ctx.shape()[1];
-    const Tensor q = to_q_(x).view({N, L, heads_, head_dim_}).permute({0, 2, 1, 3});     // [N, H, L, D]
-    const Tensor k = to_k_(ctx).view({N, Lc, heads_, head_dim_}).permute({0, 2, 1, 3});  // [N, H, Lc, D]
-    const Tensor v = to_v_(ctx).view({N, Lc, heads_, head_dim_}).permute({0, 2, 1, 3});  // [N, H, Lc, D]
+    Tensor q, k, v;
+    if (fused_qkv_ && !context.defined()) {
+        const Tensor qkv = ops::linear(x, qkv_w_, qkv_b_).view({N, L, 3, heads_, head_dim_});  // [N, L, 3, H, D]
+        const Tensor heads_first = qkv.permute({2, 0, 3, 1, 4});                             // [3, N, H, L, D]
+        q = select(heads_first, 0, 0);  // [N, H, L, D] strided views into the one GEMM's output
+        k = select(heads_first, 0, 1);
+        v = select(heads_first, 0, 2);
+    } else {
+        SDXL_CHECK(!fused_qkv_, "Attention: built for self-attention only (fused q/k/v) but given a context ",
+                   ctx.describe());
+        q = to_q_(x).view({N, L, heads_, head_dim_}).permute({0, 2, 1, 3});  // [N, H, L, D]
+        CrossAttentionCache::KV kv;
+        if (cache && context.defined()) {
+            kv = cache->get(this, context, [&] { return CrossAttentionCache::KV{to_k_(ctx), to_v_(ctx)}; });
+        } else {
+            kv = {to_k_(ctx), to_v_(ctx)};  // [N, Lc, inner] each
+        }
+        k = kv.k.view({N, Lc, heads_, head_dim_}).permute({0, 2, 1, 3});  // [N, H, Lc, D]
+        v = kv.v.view({N, Lc, heads_, head_dim_}).permute({0, 2, 1, 3});  // [N, H, Lc, D]
+    }
     const float scale = float(1.0 / std::sqrt(double(head_dim_)));  // diffusers: dim_head ** -0.5
     const Tensor o = ops::attention(q, k, v, Tensor(), false, scale);                    // [N, H, L, D]
     return to_out_(o.permute({0, 2, 1, 3}).reshape({N, L, heads_ * head_dim_}));         // [N, L, query_dim]
@@ -137,9 +180,9 @@ BasicTransformerBlock::BasicTransformerBlock(const WeightBuilder& vb, int64_t di
       attn2_(vb.pp("attn2"), dim, context_dim, heads, head_dim, false),
       ff_(vb.pp("ff"), dim) {}
 
-Tensor BasicTransformerBlock::operator()(const Tensor& x, const Tensor& context) const {
+Tensor BasicTransformerBlock::operator()(const Tensor& x, const Tensor& context, CrossAttentionCache* cache) const {
     Tensor h = ops::add(attn1_(norm1_(x), Tensor()), x);  // [N, L, dim]
-    h = ops::add(attn2_(norm2_(h), context), h);          // [N, L, dim]
+    h = ops::add(attn2_(norm2_(h), context, cache), h);   // [N, L, dim]
     return ops::add(ff_(norm3_(h)), h);                   // [N, L, dim]
 }
 
@@ -160,7 +203,7 @@ Transformer2DModel::Transformer2DModel(const WeightBuilder& vb, int64_t channels
         blocks_.emplace_back(vb.pp("transformer_blocks").pp(i), inner_, heads, head_dim, context_dim);
 }
 
-Tensor Transformer2DModel::operator()(const Tensor& x, const Tensor& context) const {
+Tensor Transformer2DModel::operator()(const Tensor& x, const Tensor& context, CrossAttentionCache* cache) const {
     need_dims("Transformer2DModel", "x", x, 4, "[N, C, H, W]");
     const int64_t N = x.shape()[0], C = x.shape()[1], H = x.shape()[2], W = x.shape()[3];
     Tensor h = norm_(x);  // [N, C, H, W]
@@ -170,7 +213,7 @@ Tensor Transformer2DModel::operator()(const Tensor& x, const Tensor& context) co
         h = proj_in_conv_(h);                                                   // [N, inner, H, W]
         h = h.permute({0, 2, 3, 1}).reshape({N, H * W, inner_});               // [N, HW, inner]
     }
-    for (const auto& block : blocks_) h = block(h, context);  // [N, HW, inner]
+    for (const auto& block : blocks_) h = block(h, context, cache);  // [N, HW, inner]
     if (linear_) {
         h = proj_out_lin_(h).view({N, H, W, C}).permute({0, 3, 1, 2});  // [N, C, H, W] (strided view)
     } else {

@@ -14,6 +14,8 @@ public:
     Linear(const WeightBuilder& vb, int64_t in, int64_t out, bool bias = true);
     Tensor operator()(const Tensor& x) const;  // [..., in] -> [..., out]
     int64_t in_features() const { return in_; }
+    const Tensor& weight() const { return w_; }  // [out, in]
+    const Tensor& bias() const { return b_; }    // [out] or undefined
     int64_t out_features() const { return out_; }
 
 private:

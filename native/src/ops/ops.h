@@ -61,6 +61,8 @@ Tensor softmax(const Tensor& x);     // over the last dimension
 // key_mask: undefined, or [B, Lk] (F32 or I64): nonzero = attend, zero = masked out.
 // causal: query i attends to keys j <= i (CLIP's text encoder).
 // A query row with every key masked gives zeros (no NaN).
+// The result may be a view: the CUDA backend writes it in [B, Lq, H, Dv] memory order so that merging the
+// heads (permute(0, 2, 1, 3) + reshape to [B, Lq, H*Dv]) needs no copy; the cpu returns it contiguous.
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask, bool causal,
                  float scale);
 

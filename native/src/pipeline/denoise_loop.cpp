@@ -101,8 +101,8 @@ void DenoiseLoop::step() {
     t.data<float>()[0] = float(scheduler_->timesteps()[size_t(i)]);  // timesteps are float32 values
     const nn::Placement& p = unet_->placement();
     x_in = x_in.to(p.dtype).to(p.device);
-    Tensor eps = unet_->forward(x_in, t.to(p.device), cond_.prompt_embeds, cond_.text_embeds,
-                                cond_.time_ids);                       // [Bc, C, h, w] on the UNet's device
+    Tensor eps = unet_->forward(x_in, t.to(p.device), cond_.prompt_embeds, cond_.text_embeds, cond_.time_ids,
+                                &cross_cache_);  // [Bc, C, h, w] on the UNet's device; K/V of the text kept
     eps = eps.to(latents_.device()).to(latents_.dtype());              // back to the latents' (F32 host)
     if (guided_) {
         eps = classifier_free_guidance(ops::slice(eps, 0, 0, b), ops::slice(eps, 0, b, b), guidance_scale_,

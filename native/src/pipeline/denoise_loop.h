@@ -68,6 +68,7 @@ private:
     bool guided_;
     schedulers::NoiseFn noise_;
     std::atomic<bool> cancelled_{false};
+    nn::CrossAttentionCache cross_cache_;  // the text context's keys/values, projected at the first step
 };
 
 }  // namespace sdxl::pipeline

@@ -15,7 +15,8 @@
 namespace sdxl::cuda::attn {
 
 // q [B, H, Lq, D], k [B, H, Lk, D], v [B, H, Lk, Dv] (any strides), key_mask [B, Lk] F32/I64 or undefined,
-// out contiguous [B, H, Lq, Dv]; all on one device and already validated by ops::attention. `scale` is the
+// out [B, H, Lq, Dv] with any strides but a contiguous last dim (the op passes a [B, Lq, H, Dv] buffer seen as
+// [B, H, Lq, Dv]); all on one device and already validated by ops::attention. `scale` is the
 // resolved softmax scale.
 inline AttnParams attention_params(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask,
                                    bool causal, float scale, const Tensor& out) {
@@ -24,6 +25,7 @@ inline AttnParams attention_params(const Tensor& q, const Tensor& k, const Tenso
     p.k = k.raw_data();
     p.v = v.raw_data();
     p.o = out.raw_data();
+    for (int i = 0; i < 3; ++i) p.o_stride[i] = out.strides()[size_t(i)];
     for (int i = 0; i < 4; ++i) {
         p.q_stride[i] = q.strides()[size_t(i)];
         p.k_stride[i] = k.strides()[size_t(i)];

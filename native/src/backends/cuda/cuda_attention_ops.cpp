@@ -1,5 +1,5 @@
 // CUDA attention op: q/k/v of one floating dtype (F32, F16, BF16; fp32 softmax and accumulation), output
-// of that dtype, contiguous [B, H, Lq, Dv]. Flash kernels for Dv == D in {32, 40, 64, 80}: on tensor cores for
+// of that dtype, [B, H, Lq, Dv] as a view of a [B, Lq, H, Dv] buffer (the flash and simple kernels). Flash kernels for Dv == D in {32, 40, 64, 80}: on tensor cores for
 // F16/BF16 without mask or causal order at D in {64, 80} (cuda_attention_mma.cu: SDXL's UNet attention), on
 // SIMT FMAs otherwise (cuda_attention.cu); for other head sizes without mask or causal order (the VAE's single
 // 512-wide head over up to 16384 tokens) two cuBLAS GEMMs around a softmax; the simple kernel otherwise, or
@@ -46,7 +46,10 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor
         case DType::BF16: dt = AttnDType::BF16; break;
         default: fail(ErrorCode::UNSUPPORTED, "attention on cuda: unsupported dtype ", q.describe());
     }
-    Tensor out = Tensor::empty({q.shape()[0], q.shape()[1], q.shape()[2], v.shape()[3]}, q.dtype(), Device::CUDA);
+    // Written in [B, Lq, H, Dv] memory order and returned as the [B, H, Lq, Dv] view, so that the model's
+    // o.permute(0, 2, 1, 3).reshape(B, Lq, H * Dv) (diffusers' head merge) is free instead of a copy.
+    const int64_t B = q.shape()[0], H = q.shape()[1], Lq = q.shape()[2], Dv = v.shape()[3];
+    const Tensor out = Tensor::empty({B, Lq, H, Dv}, q.dtype(), Device::CUDA).permute({0, 2, 1, 3});
     if (out.numel() == 0) return out;
     launch_attention(attn::attention_params(q, k, v, key_mask, causal, scale, out), dt);
     return out;

@@ -50,6 +50,7 @@ struct AttnParams {
     const void* k = nullptr;
     const void* v = nullptr;
     void* o = nullptr;
+    int64_t o_stride[3] = {0, 0, 0};     // b, h, l (d contiguous): the op writes [B, Lq, H, Dv] memory order
     int64_t q_stride[4] = {0, 0, 0, 0};  // b, h, l, d
     int64_t k_stride[4] = {0, 0, 0, 0};
     int64_t v_stride[4] = {0, 0, 0, 0};
@@ -272,11 +273,12 @@ SDXL_UNROLL
         }
     }
 
-    // o / l into the contiguous output (zeros when no key was left: l == 0).
+    // o / l into the output (zeros when no key was left: l == 0).
     SDXL_HD void finish(const AttnParams& p, int64_t bh) const {
         if (!active) return;
         const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-        auto* op = static_cast<typename E::T*>(p.o) + (bh * p.Lq + row) * int64_t(D);
+        auto* op = static_cast<typename E::T*>(p.o) + (bh / p.H) * p.o_stride[0] + (bh % p.H) * p.o_stride[1] +
+                   row * p.o_stride[2];
 SDXL_UNROLL
         for (int d = 0; d < D; ++d) E::store(op + d, o[d] * inv);
     }
@@ -387,7 +389,7 @@ SDXL_HD void simple_chunk_acc(const AttnParams& p, SimpleShared sh, const Simple
 template <class E>
 SDXL_HD void simple_store(const AttnParams& p, SimpleShared sh, const SimpleRow& r, float sum, int tid, int nt) {
     const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-    auto* op = static_cast<typename E::T*>(p.o) + ((r.b * p.H + r.h) * p.Lq + r.row) * int64_t(p.Dv);
+    auto* op = static_cast<typename E::T*>(p.o) + r.b * p.o_stride[0] + r.h * p.o_stride[1] + r.row * p.o_stride[2];
     for (int d = tid; d < p.Dv; d += nt) E::store(op + d, sum > 0.0f ? sh.acc[d] * inv : 0.0f);
 }
 
