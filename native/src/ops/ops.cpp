@@ -139,7 +139,7 @@ Tensor expand_batch(const Tensor& t, const Shape& batch) {
 
 // ---------------------------------------------------------------------------------------- matrix products
 
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& residual) {
     need_float("linear", "x", x);
     need_like("linear", "x", x, "w", w);
     SDXL_CHECK(x.dim() >= 1, "linear: x must have at least 1 dim, got ", x.describe());
@@ -147,8 +147,16 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     SDXL_CHECK(x.shape().back() == w.shape()[1], "linear: x ", shape_str(x.shape()), " has ", x.shape().back(),
                " input features but w ", shape_str(w.shape()), " expects ", w.shape()[1]);
     need_vector("linear", "w", w, "b", b, w.shape()[0]);
+    if (residual.defined()) {
+        need_like("linear", "x", x, "residual", residual);
+        Shape out_shape = x.shape();
+        out_shape.back() = w.shape()[0];
+        SDXL_CHECK(residual.shape() == out_shape, "linear: residual must have the output's shape ",
+                   shape_str(out_shape), " (x ", shape_str(x.shape()), ", w ", shape_str(w.shape()), "), got ",
+                   shape_str(residual.shape()), " (no broadcasting)");
+    }
     const Backend& be = backend_for(x.device());
-    return impl(be.linear, "linear", be, x)(x, w, b);
+    return impl(be.linear, "linear", be, x)(x, w, b, residual);
 }
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
