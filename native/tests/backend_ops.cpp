@@ -148,6 +148,34 @@ std::vector<Case> build_cases() {
                      [](const std::vector<Tensor>& in) { return ops::linear(in[0], in[1], in[2]); },
                      1e-7, kReduced, kReduced, "GEMM: other summation order (F32, TF32 off); fp16/bf16 operands", l.small});
     }
+    // linear + bias + residual in one call (cuBLASLt's bias epilogue with C = the residual, or the cuBLAS fallback):
+    // attention out-projection (640, 1280) and the feed-forward's down projection (5120 -> 1280) of SDXL's
+    // transformer blocks, mid-size versions of them, and odd small shapes; `perm`: the residual is a permuted view
+    // (stored [N, ..., B], seen as [B, ..., N]), so its strides fit no GEMM layout and it is copied first.
+    struct LR { Shape x; int64_t n; bool bias, perm, small; };
+    for (const LR& l : {LR{{2, 4096, 640}, 640, true, false, false}, LR{{2, 1024, 5120}, 1280, true, false, false},
+                        LR{{2, 1024, 1280}, 5120, true, true, false}, LR{{2, 256, 640}, 640, true, false, false},
+                        LR{{2, 32, 5120}, 1280, true, false, false}, LR{{2, 16, 1280}, 5120, true, true, false},
+                        LR{{3, 5, 7}, 11, true, true, true}, LR{{2, 3, 9}, 5, false, false, true},
+                        LR{{1, 1}, 3, true, false, true}}) {
+        const int64_t K = l.x.back();
+        const float ws = 1.0f / std::sqrt(float(K));
+        Shape rs = l.x;
+        rs.back() = l.n;
+        if (l.perm) std::reverse(rs.begin(), rs.end());
+        const bool bias = l.bias, perm = l.perm;
+        const int rank = int(rs.size());
+        c.push_back({"linear", shape_str(l.x) + " x [" + std::to_string(l.n) + ", " + std::to_string(K) + "]^T" +
+                                   (bias ? " + b" : "") + (perm ? " + permuted residual" : " + residual"),
+                     {{l.x}, {{l.n, K}, -ws, ws}, {{l.n}}, {rs}},
+                     [bias, perm, rank](const std::vector<Tensor>& in) {
+                         std::vector<int> dims(static_cast<size_t>(rank), 0);
+                         for (int i = 0; i < rank; ++i) dims[size_t(i)] = perm ? rank - 1 - i : i;
+                         return ops::linear(in[0], in[1], bias ? in[2] : Tensor(), in[3].permute(dims));
+                     },
+                     1e-7, kReduced, kReduced,
+                     "GEMM + bias + residual: other summation order; fp16/bf16 operands, one output rounding", l.small});
+    }
     // batched matmul (attention scores and values in the simple path)
     struct MM { Shape a, b; bool small; };
     for (const MM& m : {MM{{20, 1024, 64}, {20, 64, 77}, false}, MM{{20, 128, 64}, {20, 64, 77}, false},

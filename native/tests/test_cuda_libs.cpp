@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <string>
@@ -263,6 +264,69 @@ SDXL_TEST(test_cuda_gemm_matches_cpu) {
             CHECK_MSG(e <= tol, c.name << " " << dtype_name(dt) << ": relative error " << e << " > " << tol);
         }
     }
+}
+
+// linear with bias and residual on both CUDA paths (cuBLASLt's epilogue and the cuBLAS fallback), against the CPU:
+// contiguous and permuted residuals, views that start one element into their storage (less aligned pointers:
+// another cuBLASLt plan), no bias, a 1-D x, K = 0. Checks which path ran, and that the residual is not written.
+SDXL_TEST(test_cuda_linear_residual_both_paths) {
+    if (!device_ready("linear + residual")) return;
+    if (!cuda::libs::gemm_compiled() || !cuda::libs::cublas().ok()) {
+        std::cout << "  (skipped: no cuBLAS)\n";
+        return;
+    }
+#if defined(SDXL_CUDA_EMULATOR)
+    CHECK_MSG(cuda::libs::cublaslt().ok(), "the fake cuBLASLt should load: " << cuda::libs::cublaslt().report());
+#endif
+    const bool have_lt = cuda::libs::cublaslt().ok();
+    Tensor x = rnd({2, 7, 40}, 21), w = rnd({24, 40}, 22), b = rnd({24}, 23), r = rnd({2, 7, 24}, 24);
+    Tensor rp = rnd({24, 7, 2}, 25);             // permuted to [2, 7, 24]: strides no GEMM layout takes
+    Tensor xo = rnd({2, 7, 41}, 26), ro = rnd({2, 7, 25}, 27), bo = rnd({25}, 28);  // narrowed by 1 element
+    Tensor x1 = rnd({40}, 29), r1 = rnd({24}, 30);
+    for (bool fallback : {false, true}) {
+        cuda::libs::force_cublas_linear(fallback);
+        for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
+            const double tol = tolerance(dt);
+            auto R = [&](const Tensor& t) { return rounded(t, dt); };
+            auto G = [&](const Tensor& t) { return on_gpu(t, dt); };
+            struct Case {
+                const char* name;
+                Tensor gpu, ref;
+            };
+            const Tensor gr = G(r), gr_before = gr.to(Device::CPU);
+            const auto before = cuda::libs::linear_paths();
+            std::vector<Case> cases;
+            cases.push_back({"x w^T + b + r", ops::linear(G(x), G(w), G(b), gr),
+                             ops::linear(R(x), R(w), R(b), R(r))});
+            cases.push_back({"x w^T + r", ops::linear(G(x), G(w), Tensor(), gr),
+                             ops::linear(R(x), R(w), Tensor(), R(r))});
+            cases.push_back({"permuted r", ops::linear(G(x), G(w), G(b), G(rp).permute({2, 1, 0})),
+                             ops::linear(R(x), R(w), R(b), R(rp).permute({2, 1, 0}))});
+            cases.push_back({"offset views", ops::linear(G(xo).narrow(2, 1, 40), G(w), G(bo).narrow(0, 1, 24),
+                                                         G(ro).narrow(2, 1, 24)),
+                             ops::linear(R(xo).narrow(2, 1, 40), R(w), R(bo).narrow(0, 1, 24), R(ro).narrow(2, 1, 24))});
+            cases.push_back({"1-D x", ops::linear(G(x1), G(w), G(b), G(r1)), ops::linear(R(x1), R(w), R(b), R(r1))});
+            cases.push_back({"K = 0", ops::linear(G(x).narrow(2, 0, 0), G(w).narrow(1, 0, 0), G(b), gr),
+                             ops::linear(R(x).narrow(2, 0, 0), R(w).narrow(1, 0, 0), R(b), R(r))});
+            const auto after = cuda::libs::linear_paths();
+            for (auto& c : cases) {
+                CHECK(c.gpu.dtype() == dt && c.gpu.device() == Device::CUDA);
+                const double e = rel_err(c.gpu, c.ref);
+                CHECK_MSG(e <= tol, c.name << " " << dtype_name(dt) << (fallback ? " (cuBLAS)" : " (cuBLASLt)")
+                                           << ": relative error " << e << " > " << tol);
+            }
+            // Five GEMMs (K = 0 is no GEMM: it always takes the plain path).
+            if (fallback || !have_lt) {
+                CHECK(after.lt == before.lt && after.cublas == before.cublas + 6);
+            } else {
+                CHECK_MSG(after.lt == before.lt + 5 && after.cublas == before.cublas + 1,
+                          "cuBLASLt ran " << after.lt - before.lt << " of 5, cuBLAS " << after.cublas - before.cublas);
+            }
+            const Tensor gr_after = gr.to(Device::CPU);
+            CHECK(std::memcmp(gr_after.raw_data(), gr_before.raw_data(), size_t(gr.numel()) * dtype_size(dt)) == 0);
+        }
+    }
+    cuda::libs::force_cublas_linear(false);
 }
 
 SDXL_TEST(test_cuda_conv2d_matches_cpu) {

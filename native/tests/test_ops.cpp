@@ -13,6 +13,7 @@
 //   1 thread vs the pool: group_norm/softmax exact, attention 1e-6 (sgemm blocking may differ)
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
@@ -857,6 +858,42 @@ SDXL_TEST(test_ops_single_thread_matches) {
     expect_close("attention threads", at_many, {2, 2, 100, 16}, vals(at_one), 1e-6);
 }
 
+// linear with a residual: the values of x w^T + b + r, and bit for bit ops::add(r, linear(x, w, b)) (the CPU
+// backend's contract), for a contiguous residual, a permuted view, a broadcast-free 1-D case and no bias.
+SDXL_TEST(test_ops_linear_residual) {
+    Tensor x = rnd({2, 3, 5}, 11), w = rnd({7, 5}, 12), b = rnd({7}, 13);
+    auto bits_equal = [](const Tensor& a, const Tensor& c) {
+        const Tensor ac = a.contiguous(), cc = c.contiguous();
+        return ac.shape() == cc.shape() &&
+               std::memcmp(ac.raw_data(), cc.raw_data(), size_t(ac.numel()) * sizeof(float)) == 0;
+    };
+    auto plus = [](std::vector<double> y, const Tensor& r) {
+        const std::vector<double> rv = vals(r);
+        for (size_t i = 0; i < y.size(); ++i) y[i] += rv[i];
+        return y;
+    };
+    const Tensor r = rnd({2, 3, 7}, 14);
+    const Tensor y = ops::linear(x, w, b, r);
+    expect_close("linear residual", y, {2, 3, 7}, plus(naive_linear(x, w, b), r), 1e-5);
+    CHECK(bits_equal(y, ops::add(r, ops::linear(x, w, b))));
+    // A residual that is a permuted view ([7, 3, 2] storage seen as [2, 3, 7]): any strides.
+    const Tensor rp = rnd({7, 3, 2}, 15).permute({2, 1, 0});
+    const Tensor yp = ops::linear(x, w, b, rp);
+    expect_close("linear permuted residual", yp, {2, 3, 7}, plus(naive_linear(x, w, b), rp), 1e-5);
+    CHECK(bits_equal(yp, ops::add(rp, ops::linear(x, w, b))));
+    // No bias; 1-D input; zero input features (y = b + r).
+    CHECK(bits_equal(ops::linear(x, w, Tensor(), r), ops::add(r, ops::linear(x, w, Tensor()))));
+    const Tensor x1 = rnd({5}, 16), r1 = rnd({7}, 17);
+    CHECK(bits_equal(ops::linear(x1, w, b, r1), ops::add(r1, ops::linear(x1, w, b))));
+    const Tensor x0 = Tensor::empty({3, 0}, DType::F32), w0 = Tensor::empty({7, 0}, DType::F32);
+    const Tensor r0 = rnd({3, 7}, 18);
+    CHECK(bits_equal(ops::linear(x0, w0, b, r0), ops::add(r0, ops::linear(x0, w0, b))));
+    // The inputs are not written.
+    const Tensor r_before = r.clone();
+    (void)ops::linear(x, w, b, r);
+    CHECK(bits_equal(r, r_before));
+}
+
 // ------------------------------------------------------------------------------------------------ errors
 
 SDXL_TEST(test_ops_errors) {
@@ -879,6 +916,22 @@ SDXL_TEST(test_ops_errors) {
     CHECK_THROWS_CODE(ops::linear(rnd({2, 5}, 3), rnd({7, 5, 1}, 4), Tensor()), bad);
     CHECK_THROWS_CODE(ops::linear(rnd({2, 5}, 3), rnd({7, 5}, 4), rnd({6}, 5)), bad);
     CHECK_THROWS_CODE(ops::linear(rnd({}, 3), rnd({7, 5}, 4), Tensor()), bad);
+    // residual: exactly the output's shape (no broadcasting), x's dtype and device.
+    CHECK_THROWS_CODE(ops::linear(rnd({2, 5}, 3), rnd({7, 5}, 4), Tensor(), rnd({2, 6}, 5)), bad);
+    CHECK_THROWS_CODE(ops::linear(rnd({2, 5}, 3), rnd({7, 5}, 4), Tensor(), rnd({1, 7}, 5)), bad);
+    CHECK_THROWS_CODE(ops::linear(rnd({2, 5}, 3), rnd({7, 5}, 4), Tensor(), rnd({7}, 5)), bad);
+    CHECK_THROWS_CODE(ops::linear(rnd({2, 5}, 3), rnd({7, 5}, 4), Tensor(), rnd({1, 2, 7}, 5)), bad);
+    CHECK_THROWS_CODE(ops::linear(rnd({2, 5}, 3), rnd({7, 5}, 4), Tensor(), rnd({2, 7}, 5).to(DType::F16)), bad);
+    CHECK_THROWS_CODE(ops::linear(rnd({2, 5}, 3), rnd({7, 5}, 4), Tensor(), Tensor::empty({2, 7}, DType::I64)), bad);
+    try {
+        ops::linear(rnd({2, 3, 5}, 3), rnd({7, 5}, 4), rnd({7}, 5), rnd({2, 1, 7}, 6));
+        CHECK_MSG(false, "a broadcast residual should be refused");
+    } catch (const Error& e) {
+        const std::string& m = e.message();
+        CHECK_MSG(m.find("linear") != std::string::npos && m.find("residual") != std::string::npos &&
+                      m.find("[2, 3, 7]") != std::string::npos && m.find("[2, 1, 7]") != std::string::npos,
+                  "message should name the op, the residual and both shapes: " << m);
+    }
     CHECK_THROWS_CODE(ops::matmul(rnd({2, 3, 4}, 3), rnd({2, 5, 6}, 4)), bad);
     CHECK_THROWS_CODE(ops::matmul(rnd({2, 3, 4}, 3), rnd({3, 4, 6}, 4)), bad);
     CHECK_THROWS_CODE(ops::matmul(rnd({}, 3), rnd({3, 4}, 4)), bad);

@@ -11,7 +11,8 @@ namespace sdxl {
 
 struct Backend {
     const char* name;
-    Tensor (*linear)(const Tensor& x, const Tensor& w, const Tensor& b) = nullptr;
+    // residual: undefined, or exactly the output's shape (any strides): y = x w^T + b + residual.
+    Tensor (*linear)(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& residual) = nullptr;
     Tensor (*matmul)(const Tensor& a, const Tensor& b) = nullptr;  // a [B, M, K], b [B, K, N] (B may be broadcast 1)
     Tensor (*conv2d)(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int padding) = nullptr;
     // conv2d + sample_bias [N, O] per (n, o) + residual [N, O, Ho, Wo] (either may be undefined) in one pass;

@@ -69,7 +69,9 @@ struct ClipTextModel::Impl {
     // x [B, L, C] -> [B, L, C]
     // attention_mask: undefined, or [B, L] with 0 = no query attends to that key (transformers' attention_mask,
     // combined with the causal mask).
-    Tensor self_attention(const EncoderLayer& layer, const Tensor& x, const Tensor& attention_mask) const {
+    // + residual (the layer's input), fused into out_proj's GEMM.
+    Tensor self_attention(const EncoderLayer& layer, const Tensor& x, const Tensor& attention_mask,
+                          const Tensor& residual) const {
         const int64_t B = x.size(0), L = x.size(1), C = x.size(2);
         const int64_t H = config.num_attention_heads, D = C / H;
         auto heads = [&](const Tensor& t) { return t.view({B, L, H, D}).permute({0, 2, 1, 3}); };  // [B, H, L, D]
@@ -80,13 +82,13 @@ struct ClipTextModel::Impl {
         const float scale = float(1.0 / std::sqrt(double(D)));
         Tensor a = ops::attention(q, k, v, attention_mask, /*causal=*/true, scale);  // [B, H, L, D]
         a = a.permute({0, 2, 1, 3}).reshape({B, L, C});                      // [B, L, C]
-        return layer.out_proj(a);
+        return layer.out_proj(a, residual);
     }
 
-    Tensor mlp(const EncoderLayer& layer, const Tensor& x) const {
+    Tensor mlp(const EncoderLayer& layer, const Tensor& x, const Tensor& residual) const {
         Tensor h = layer.fc1(x);  // [B, L, intermediate]
         h = act == Activation::QuickGelu ? ops::quick_gelu(h) : ops::gelu(h);
-        return layer.fc2(h);  // [B, L, C]
+        return layer.fc2(h, residual);  // [B, L, C]
     }
 
     // ids [B, L] I64 (contiguous CPU, every id checked in range) -> [B, L, C]
@@ -177,8 +179,8 @@ ClipTextOutput ClipTextModel::forward(const Tensor& input_ids, const Tensor& att
     Tensor x = m.embed(ids).to(m.placement.dtype).to(m.placement.device);  // [B, L, C]
     out.hidden_states.push_back(x);
     for (const EncoderLayer& layer : m.layers) {
-        x = ops::add(x, m.self_attention(layer, layer.layer_norm1(x), attention_mask));  // [B, L, C]
-        x = ops::add(x, m.mlp(layer, layer.layer_norm2(x)));             // [B, L, C]
+        x = m.self_attention(layer, layer.layer_norm1(x), attention_mask, x);  // x + attn: [B, L, C]
+        x = m.mlp(layer, layer.layer_norm2(x), x);                             // x + mlp: [B, L, C]
         out.hidden_states.push_back(x);
     }
     out.last_hidden_state = m.final_layer_norm(x).contiguous();  // [B, L, C]

@@ -114,7 +114,8 @@ Tensor select(const Tensor& t, int d, int64_t i) {
 }
 }  // namespace
 
-Tensor Attention::operator()(const Tensor& x, const Tensor& context, CrossAttentionCache* cache) const {
+Tensor Attention::operator()(const Tensor& x, const Tensor& context, const Tensor& residual,
+                             CrossAttentionCache* cache) const {
     need_dims("Attention", "x", x, 3, "[N, L, query_dim]");
     const Tensor& ctx = context.defined() ? context : x;  // diffusers: encoder_hidden_states None -> self
     need_dims("Attention", "context", ctx, 3, "[N, Lc, context_dim]");
@@ -143,7 +144,7 @@ Tensor Attention::operator()(const Tensor& x, const Tensor& context, CrossAttent
     }
     const float scale = float(1.0 / std::sqrt(double(head_dim_)));  // diffusers: dim_head ** -0.5
     const Tensor o = ops::attention(q, k, v, Tensor(), false, scale);                    // [N, H, L, D]
-    return to_out_(o.permute({0, 2, 1, 3}).reshape({N, L, heads_ * head_dim_}));         // [N, L, query_dim]
+    return to_out_(o.permute({0, 2, 1, 3}).reshape({N, L, heads_ * head_dim_}), residual);  // [N, L, query_dim]
 }
 
 // ---------------------------------------------------------------------------------------- SpatialSelfAttention
@@ -165,8 +166,8 @@ FeedForward::FeedForward(const WeightBuilder& vb, int64_t dim, int64_t mult)
     : proj_in_(vb.pp("net").pp(0).pp("proj"), dim, 2 * mult * dim),
       proj_out_(vb.pp("net").pp(2), mult * dim, dim) {}
 
-Tensor FeedForward::operator()(const Tensor& x) const {
-    return proj_out_(ops::geglu(proj_in_(x)));  // [..., 2*inner] -> [..., inner] -> [..., dim]
+Tensor FeedForward::operator()(const Tensor& x, const Tensor& residual) const {
+    return proj_out_(ops::geglu(proj_in_(x)), residual);  // [..., 2*inner] -> [..., inner] -> [..., dim]
 }
 
 // ---------------------------------------------------------------------------------------- BasicTransformerBlock
@@ -181,9 +182,10 @@ BasicTransformerBlock::BasicTransformerBlock(const WeightBuilder& vb, int64_t di
       ff_(vb.pp("ff"), dim) {}
 
 Tensor BasicTransformerBlock::operator()(const Tensor& x, const Tensor& context, CrossAttentionCache* cache) const {
-    Tensor h = ops::add(attn1_(norm1_(x), Tensor()), x);  // [N, L, dim]
-    h = ops::add(attn2_(norm2_(h), context, cache), h);   // [N, L, dim]
-    return ops::add(ff_(norm3_(h)), h);                   // [N, L, dim]
+    // Each residual add rides in the last GEMM's epilogue (to_out, ff.net.2): no pass of its own.
+    Tensor h = attn1_(norm1_(x), Tensor(), x);     // [N, L, dim]
+    h = attn2_(norm2_(h), context, h, cache);      // [N, L, dim]
+    return ff_(norm3_(h), h);                      // [N, L, dim]
 }
 
 // ---------------------------------------------------------------------------------------- Transformer2DModel

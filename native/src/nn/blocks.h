@@ -67,9 +67,11 @@ public:
     Attention() = default;
     Attention(const WeightBuilder& vb, int64_t query_dim, int64_t context_dim, int64_t heads, int64_t head_dim,
               bool bias);
-    // x [N, L, query_dim], context [N, Lc, context_dim] or undefined (self-attention) -> [N, L, query_dim].
-    // cache: when given with a context, the context's keys and values are taken from (or put into) it.
-    Tensor operator()(const Tensor& x, const Tensor& context, CrossAttentionCache* cache = nullptr) const;
+    // x [N, L, query_dim], context [N, Lc, context_dim] or undefined (self-attention) -> [N, L, query_dim];
+    // residual [N, L, query_dim] or undefined: added by to_out's GEMM (see Linear). cache: when given with a
+    // context, the context's keys and values are taken from (or put into) it.
+    Tensor operator()(const Tensor& x, const Tensor& context, const Tensor& residual = Tensor(),
+                      CrossAttentionCache* cache = nullptr) const;
 
 private:
     Linear to_q_, to_k_, to_v_, to_out_;
@@ -97,7 +99,7 @@ class FeedForward {
 public:
     FeedForward() = default;
     FeedForward(const WeightBuilder& vb, int64_t dim, int64_t mult = 4);
-    Tensor operator()(const Tensor& x) const;  // [..., dim]
+    Tensor operator()(const Tensor& x, const Tensor& residual = Tensor()) const;  // [..., dim] (+ residual, fused)
 
 private:
     Linear proj_in_, proj_out_;

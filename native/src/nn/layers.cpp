@@ -7,7 +7,7 @@ namespace sdxl::nn {
 Linear::Linear(const WeightBuilder& vb, int64_t in, int64_t out, bool bias)
     : w_(vb.get("weight", {out, in})), b_(bias ? vb.get("bias", {out}) : Tensor()), in_(in), out_(out) {}
 
-Tensor Linear::operator()(const Tensor& x) const { return ops::linear(x, w_, b_); }
+Tensor Linear::operator()(const Tensor& x, const Tensor& residual) const { return ops::linear(x, w_, b_, residual); }
 
 Conv2d::Conv2d(const WeightBuilder& vb, int64_t in, int64_t out, int kernel, int stride, int padding, bool bias)
     : w_(vb.get("weight", {out, in, kernel, kernel})), b_(bias ? vb.get("bias", {out}) : Tensor()),

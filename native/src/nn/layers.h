@@ -12,7 +12,9 @@ class Linear {
 public:
     Linear() = default;
     Linear(const WeightBuilder& vb, int64_t in, int64_t out, bool bias = true);
-    Tensor operator()(const Tensor& x) const;  // [..., in] -> [..., out]
+    // [..., in] -> [..., out]; + residual [..., out] when given, fused into the GEMM where the backend can
+    // (on the cpu bit for bit ops::add(residual, linear(x))).
+    Tensor operator()(const Tensor& x, const Tensor& residual = Tensor()) const;
     int64_t in_features() const { return in_; }
     const Tensor& weight() const { return w_; }  // [out, in]
     const Tensor& bias() const { return b_; }    // [out] or undefined

@@ -165,7 +165,7 @@ Tensor expand_batch(const Tensor& t, const Shape& batch) {
 
 // ---------------------------------------------------------------------------------------- matrix products
 
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& residual) {
     need_float("linear", "x", x);
     need_like("linear", "x", x, "w", w);
     SDXL_CHECK(x.dim() >= 1, "linear: x must have at least 1 dim, got ", x.describe());
@@ -175,10 +175,16 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     need_vector("linear", "w", w, "b", b, w.shape()[0]);
     Shape out_shape = x.shape();
     out_shape.back() = w.shape()[0];
+    if (residual.defined()) {
+        need_like("linear", "x", x, "residual", residual);
+        SDXL_CHECK(residual.shape() == out_shape, "linear: residual must have the output's shape ",
+                   shape_str(out_shape), " (x ", shape_str(x.shape()), ", w ", shape_str(w.shape()), "), got ",
+                   shape_str(residual.shape()), " (no broadcasting)");
+    }
     SDXL_OP_PROFILE(GEMM, 2.0 * double(shape_numel(out_shape)) * double(w.shape()[1]), out_shape, x.dtype(),
-                    x.device(), &x, &w, &b);
+                    x.device(), &x, &w, &b, &residual);
     const Backend& be = backend_for(x.device());
-    return impl(be.linear, "linear", be, x)(x, w, b);
+    return impl(be.linear, "linear", be, x)(x, w, b, residual);
 }
 
 Tensor matmul(const Tensor& a, const Tensor& b) {

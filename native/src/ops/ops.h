@@ -14,8 +14,11 @@
 namespace sdxl::ops {
 
 // ---- matrix products
-// y = x @ w^T + b.  x [..., in], w [out, in], b [out] or undefined  ->  [..., out]
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b);
+// y = x @ w^T + b + residual.  x [..., in], w [out, in], b [out] or undefined, residual [..., out] (exactly the
+// output's shape, any strides, no broadcasting) or undefined  ->  [..., out]
+// The residual is fused into the GEMM's epilogue where the backend can (cuBLASLt on CUDA); the result is that
+// of ops::add(residual, linear(x, w, b)) (on the cpu bit for bit).
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& residual = Tensor());
 // Batched matmul with broadcasting of the batch dims (like torch.matmul for >= 2-D inputs):
 // a [..., M, K], b [..., K, N] -> [..., M, N]. Transposed views (e.g. k.transpose(-1, -2)) are used
 // without a copy where the backend can.

@@ -1,6 +1,6 @@
-// Tests of the emulator's fake cuBLAS (libcublas.so.13) and fake cuDNN (libcudnn.so.9), used exactly as the backend
-// uses them: dlopen by path + dlsym (cuda_gemm.cpp, cuda_conv.cpp), device memory from cudaMalloc, copies with
-// cudaMemcpy, errors through cudaGetLastError / cudaGetErrorString.
+// Tests of the emulator's fake cuBLAS (libcublas.so.13), fake cuBLASLt (libcublasLt.so.13) and fake cuDNN
+// (libcudnn.so.9), used exactly as the backend uses them: dlopen by path + dlsym (cuda_gemm.cpp, cuda_conv.cpp),
+// device memory from cudaMalloc, copies with cudaMemcpy, errors through cudaGetLastError / cudaGetErrorString.
 //
 // The libraries are opened from the first folder of SDXL4J_CUDA_LIBS, else from SDXL_FAKE_LIBS_DIR (a compile-time
 // path, set by CMake to <build>/emu/fakelibs). Results are compared with an independent reference written here (plain loops
@@ -11,6 +11,7 @@
 //     the fp32 result), plus the fp32 term above.
 // Padding between rows / batches is filled with NaN in inputs (so a wrong lda, stride or layout shows up as NaN)
 // and with a sentinel in outputs, which must come back byte-identical.
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 #include <cudnn.h>
@@ -732,6 +733,427 @@ SDXL_TEST(fake_cublas_gemm_bad_device_pointers) {
     msg = take_device_error(&code);
     CHECK_MSG(code == cudaErrorIllegalAddress && contains(msg, "operand A"), msg);
     CHECK(cudaGetLastError() == cudaSuccess);
+}
+
+// ---------------------------------------------------------------- cuBLASLt
+
+struct LtLib {
+    decltype(&::cublasLtCreate) Create;
+    decltype(&::cublasLtDestroy) Destroy;
+    decltype(&::cublasLtGetVersion) GetVersion;
+    decltype(&::cublasLtGetProperty) GetProperty;
+    decltype(&::cublasLtGetStatusName) StatusName;
+    decltype(&::cublasLtMatmulDescCreate) DescCreate;
+    decltype(&::cublasLtMatmulDescDestroy) DescDestroy;
+    decltype(&::cublasLtMatmulDescSetAttribute) DescSet;
+    decltype(&::cublasLtMatrixLayoutCreate) LayoutCreate;
+    decltype(&::cublasLtMatrixLayoutDestroy) LayoutDestroy;
+    decltype(&::cublasLtMatrixLayoutSetAttribute) LayoutSet;
+    decltype(&::cublasLtMatmulPreferenceCreate) PrefCreate;
+    decltype(&::cublasLtMatmulPreferenceDestroy) PrefDestroy;
+    decltype(&::cublasLtMatmulPreferenceSetAttribute) PrefSet;
+    decltype(&::cublasLtMatmulAlgoGetHeuristic) Heuristic;
+    decltype(&::cublasLtMatmul) Matmul;
+};
+
+const LtLib* lt() {
+    static const LtLib* l = [] {
+        void* lib = open_lib("libcublasLt.so.13");
+        auto* x = new LtLib();
+        bool ok = lib != nullptr;
+        resolve(lib, x->Create, "cublasLtCreate", ok);
+        resolve(lib, x->Destroy, "cublasLtDestroy", ok);
+        resolve(lib, x->GetVersion, "cublasLtGetVersion", ok);
+        resolve(lib, x->GetProperty, "cublasLtGetProperty", ok);
+        resolve(lib, x->StatusName, "cublasLtGetStatusName", ok);
+        resolve(lib, x->DescCreate, "cublasLtMatmulDescCreate", ok);
+        resolve(lib, x->DescDestroy, "cublasLtMatmulDescDestroy", ok);
+        resolve(lib, x->DescSet, "cublasLtMatmulDescSetAttribute", ok);
+        resolve(lib, x->LayoutCreate, "cublasLtMatrixLayoutCreate", ok);
+        resolve(lib, x->LayoutDestroy, "cublasLtMatrixLayoutDestroy", ok);
+        resolve(lib, x->LayoutSet, "cublasLtMatrixLayoutSetAttribute", ok);
+        resolve(lib, x->PrefCreate, "cublasLtMatmulPreferenceCreate", ok);
+        resolve(lib, x->PrefDestroy, "cublasLtMatmulPreferenceDestroy", ok);
+        resolve(lib, x->PrefSet, "cublasLtMatmulPreferenceSetAttribute", ok);
+        resolve(lib, x->Heuristic, "cublasLtMatmulAlgoGetHeuristic", ok);
+        resolve(lib, x->Matmul, "cublasLtMatmul", ok);
+        return ok ? x : nullptr;
+    }();
+    CHECK_MSG(l != nullptr, "libcublasLt.so.13 (fake) could not be loaded from '" << libs_dir() << "'");
+    return l;
+}
+
+// One cublasLtMatmul problem, set up as the backend does it (descriptors, a preference, the heuristic's algorithm),
+// with every descriptor destroyed at scope exit.
+struct LtCase {
+    cublasOperation_t ta = CUBLAS_OP_N, tb = CUBLAS_OP_N;
+    int m = 1, n = 1, k = 1;
+    int lda_pad = 0, ldb_pad = 0, ldc_pad = 0, ldd_pad = 0;
+    float alpha = 1.0f, beta = 0.0f;
+    cudaDataType ab = CUDA_R_32F, cd = CUDA_R_32F;
+    cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
+    bool bias = false;
+    bool in_place = false;  // C == D
+    int batch = 1;
+    Round round = Round::None;
+    uint64_t workspace = 0;  // the preference's maximum (and what is passed)
+};
+
+struct LtObjects {
+    const LtLib* l;
+    cublasLtHandle_t h = nullptr;
+    cublasLtMatmulDesc_t desc = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr, d = nullptr;
+    cublasLtMatmulPreference_t pref = nullptr;
+    explicit LtObjects(const LtLib* lib) : l(lib) { CHECK(l->Create(&h) == CUBLAS_STATUS_SUCCESS); }
+    ~LtObjects() {
+        for (cublasLtMatrixLayout_t x : {a, b, c, d})
+            if (x) CHECK(l->LayoutDestroy(x) == CUBLAS_STATUS_SUCCESS);
+        if (desc) CHECK(l->DescDestroy(desc) == CUBLAS_STATUS_SUCCESS);
+        if (pref) CHECK(l->PrefDestroy(pref) == CUBLAS_STATUS_SUCCESS);
+        if (h) CHECK(l->Destroy(h) == CUBLAS_STATUS_SUCCESS);
+    }
+    template <typename V>
+    cublasStatus_t set(cublasLtMatmulDescAttributes_t attr, V v) {
+        return l->DescSet(desc, attr, &v, sizeof v);
+    }
+};
+
+void set_batch(const LtLib* l, cublasLtMatrixLayout_t layout, int batch, int64_t stride) {
+    if (batch == 1) return;
+    CHECK(l->LayoutSet(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch, sizeof batch) == CUBLAS_STATUS_SUCCESS);
+    CHECK(l->LayoutSet(layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride) ==
+          CUBLAS_STATUS_SUCCESS);
+}
+
+// Runs one matmul through the fake and checks every element of D against a double reference of
+// alpha * op(A) op(B) + beta * C + bias, and that D's padding and C (out of place) are untouched.
+void run_lt(const LtCase& g) {
+    const LtLib* l = lt();
+    if (!l) return;
+    LtObjects o(l);
+    const bool ta = g.ta != CUBLAS_OP_N, tb = g.tb != CUBLAS_OP_N;
+    const int a_rows = ta ? g.k : g.m, a_cols = ta ? g.m : g.k, b_rows = tb ? g.n : g.k, b_cols = tb ? g.k : g.n;
+    const int lda = std::max(1, a_rows) + g.lda_pad, ldb = std::max(1, b_rows) + g.ldb_pad;
+    const int ldd = std::max(1, g.m) + g.ldd_pad, ldc = g.in_place ? ldd : std::max(1, g.m) + g.ldc_pad;
+    const long long sA = (long long)lda * a_cols + 3, sB = (long long)ldb * b_cols + 1;
+    const long long sC = (long long)ldc * g.n + 2, sD = g.in_place ? sC : (long long)ldd * g.n + 5;
+    const DT tab = dt_of(g.ab), tcd = dt_of(g.cd);
+    const float qnan = std::numeric_limits<float>::quiet_NaN();
+    Store A(tab, size_t((g.batch - 1) * sA + (long long)lda * a_cols));
+    Store B(tab, size_t((g.batch - 1) * sB + (long long)ldb * b_cols));
+    Store C(tcd, size_t((g.batch - 1) * sC + (long long)ldc * g.n));
+    Store D(tcd, size_t((g.batch - 1) * sD + (long long)ldd * g.n));
+    Store bias(tcd, size_t(std::max(1, g.m)));
+    for (size_t i = 0; i < A.count(); ++i) A.set(i, qnan);
+    for (size_t i = 0; i < B.count(); ++i) B.set(i, qnan);
+    for (size_t i = 0; i < C.count(); ++i) C.set(i, 555.0f);
+    for (size_t i = 0; i < D.count(); ++i) D.set(i, 777.0f);  // sentinel
+    for (size_t i = 0; i < bias.count(); ++i) bias.set(i, rnd());
+    std::vector<char> d_used(D.count(), 0);
+    for (int bi = 0; bi < g.batch; ++bi) {
+        for (int cc = 0; cc < a_cols; ++cc)
+            for (int r = 0; r < a_rows; ++r) A.set(size_t(bi * sA + (long long)cc * lda + r), rnd());
+        for (int cc = 0; cc < b_cols; ++cc)
+            for (int r = 0; r < b_rows; ++r) B.set(size_t(bi * sB + (long long)cc * ldb + r), rnd());
+        for (int j = 0; j < g.n; ++j)
+            for (int i = 0; i < g.m; ++i) {
+                C.set(size_t(bi * sC + (long long)j * ldc + i), rnd());
+                d_used[size_t(bi * sD + (long long)j * ldd + i)] = 1;
+            }
+    }
+    if (g.in_place) D = C;
+    const Store C0 = C, D0 = D;
+    DevBuf dA(A.bytes.size()), dB(B.bytes.size()), dC(C.bytes.size()), dD(D.bytes.size()), dBias(bias.bytes.size());
+    DevBuf dW(std::max<size_t>(1, size_t(g.workspace)));
+    dA.up(A);
+    dB.up(B);
+    dC.up(C);
+    dD.up(D);
+    dBias.up(bias);
+    void* dptr = g.in_place ? dC.p : dD.p;
+
+    CHECK(l->DescCreate(&o.desc, g.compute, g.compute == CUBLAS_COMPUTE_16F ? CUDA_R_16F : CUDA_R_32F) ==
+          CUBLAS_STATUS_SUCCESS);
+    CHECK(o.set(CUBLASLT_MATMUL_DESC_TRANSA, int32_t(g.ta)) == CUBLAS_STATUS_SUCCESS);
+    CHECK(o.set(CUBLASLT_MATMUL_DESC_TRANSB, int32_t(g.tb)) == CUBLAS_STATUS_SUCCESS);
+    if (g.bias) {
+        CHECK(o.set(CUBLASLT_MATMUL_DESC_EPILOGUE, uint32_t(CUBLASLT_EPILOGUE_BIAS)) == CUBLAS_STATUS_SUCCESS);
+        CHECK(o.set(CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, int32_t(g.cd)) == CUBLAS_STATUS_SUCCESS);
+        CHECK(o.set(CUBLASLT_MATMUL_DESC_BIAS_POINTER, static_cast<const void*>(dBias.p)) == CUBLAS_STATUS_SUCCESS);
+    }
+    CHECK(l->LayoutCreate(&o.a, g.ab, uint64_t(a_rows), uint64_t(a_cols), lda) == CUBLAS_STATUS_SUCCESS);
+    CHECK(l->LayoutCreate(&o.b, g.ab, uint64_t(b_rows), uint64_t(b_cols), ldb) == CUBLAS_STATUS_SUCCESS);
+    CHECK(l->LayoutCreate(&o.c, g.cd, uint64_t(g.m), uint64_t(g.n), ldc) == CUBLAS_STATUS_SUCCESS);
+    CHECK(l->LayoutCreate(&o.d, g.cd, uint64_t(g.m), uint64_t(g.n), ldd) == CUBLAS_STATUS_SUCCESS);
+    set_batch(l, o.a, g.batch, sA);
+    set_batch(l, o.b, g.batch, sB);
+    set_batch(l, o.c, g.batch, sC);
+    set_batch(l, o.d, g.batch, sD);
+    CHECK(l->PrefCreate(&o.pref) == CUBLAS_STATUS_SUCCESS);
+    CHECK(l->PrefSet(o.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &g.workspace, sizeof g.workspace) ==
+          CUBLAS_STATUS_SUCCESS);
+    const uint32_t elem_ab = uint32_t(dt_size(tab)), elem_cd = uint32_t(dt_size(tcd));
+    CHECK(l->PrefSet(o.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &elem_ab, 4) == CUBLAS_STATUS_SUCCESS);
+    CHECK(l->PrefSet(o.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &elem_ab, 4) == CUBLAS_STATUS_SUCCESS);
+    CHECK(l->PrefSet(o.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &elem_cd, 4) == CUBLAS_STATUS_SUCCESS);
+    CHECK(l->PrefSet(o.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &elem_cd, 4) == CUBLAS_STATUS_SUCCESS);
+    cublasLtMatmulHeuristicResult_t res{};
+    int found = 0;
+    CHECK(l->Heuristic(o.h, o.desc, o.a, o.b, o.c, o.d, o.pref, 1, &res, &found) == CUBLAS_STATUS_SUCCESS);
+    CHECK(found == 1 && res.state == CUBLAS_STATUS_SUCCESS && res.workspaceSize <= g.workspace);
+    const bool half_scalars = g.compute == CUBLAS_COMPUTE_16F;
+    uint16_t ha = sdxl::f32_to_f16(g.alpha), hb = sdxl::f32_to_f16(g.beta);
+    const void* alpha = half_scalars ? static_cast<const void*>(&ha) : &g.alpha;
+    const void* beta = half_scalars ? static_cast<const void*>(&hb) : &g.beta;
+    const cublasStatus_t st = l->Matmul(o.h, o.desc, alpha, dA.p, o.a, dB.p, o.b, beta, dC.p, o.c, dptr,
+                                        g.in_place ? o.c : o.d, &res.algo, dW.p, size_t(g.workspace), nullptr);
+    CHECK_MSG(st == CUBLAS_STATUS_SUCCESS, "status " << int(st));
+    if (g.in_place) dC.down(D);
+    else dD.down(D);
+    if (res.workspaceSize > 0) {  // the fake used its workspace as scratch
+        std::vector<uint8_t> ws(res.workspaceSize);
+        CHECK(cudaMemcpy(ws.data(), dW.p, ws.size(), cudaMemcpyDeviceToHost) == cudaSuccess);
+        CHECK(std::all_of(ws.begin(), ws.end(), [](uint8_t v) { return v == 0xff; }));
+    }
+
+    auto rounded = [&](float v) -> double {
+        return g.round == Round::TF32 ? tf32(v) : double(v);
+    };
+    const double alpha_d = half_scalars ? sdxl::f16_to_f32(ha) : g.alpha;
+    const double beta_d = half_scalars ? sdxl::f16_to_f32(hb) : g.beta;
+    int bad = 0;
+    for (int bi = 0; bi < g.batch; ++bi) {
+        auto opA = [&](int i, int p) {
+            return rounded(A.get(size_t(bi * sA + (ta ? (long long)i * lda + p : (long long)p * lda + i))));
+        };
+        auto opB = [&](int p, int j) {
+            return rounded(B.get(size_t(bi * sB + (tb ? (long long)p * ldb + j : (long long)j * ldb + p))));
+        };
+        for (int i = 0; i < g.m; ++i)
+            for (int j = 0; j < g.n; ++j) {
+                double sum = 0, mag = 0;
+                for (int p = 0; p < g.k; ++p) {
+                    sum += opA(i, p) * opB(p, j);
+                    mag += std::fabs(opA(i, p) * opB(p, j));
+                }
+                const double c0 = beta_d != 0.0 ? C0.get(size_t(bi * sC + (long long)j * ldc + i)) : 0.0;
+                const double bv = g.bias ? bias.get(size_t(i)) : 0.0;
+                const double ref = alpha_d * sum + beta_d * c0 + bv;
+                const double got = D.get(size_t(bi * sD + (long long)j * ldd + i));
+                if (!near_ref(tcd, got, ref, std::fabs(alpha_d) * mag + std::fabs(beta_d * c0) + std::fabs(bv)) &&
+                    bad++ < 5)
+                    CHECK_MSG(false, "batch " << bi << " D(" << i << "," << j << ") = " << got << ", expected " << ref);
+            }
+    }
+    CHECK_MSG(bad == 0, bad << " wrong elements");
+    int touched = 0;
+    for (size_t i = 0; i < D.count(); ++i)
+        if (!d_used[i] && !D.same_at(D0, i)) ++touched;
+    CHECK_MSG(touched == 0, touched << " elements outside D's m x n (padding / batch gaps) were written");
+    if (!g.in_place) {
+        Store c_after(tcd, C.count());
+        dC.down(c_after);
+        CHECK_MSG(std::memcmp(c_after.bytes.data(), C0.bytes.data(), C0.bytes.size()) == 0, "C was written");
+    }
+}
+
+SDXL_TEST(fake_cublaslt_version_handles_and_attributes) {
+    const LtLib* l = lt();
+    if (!l) return;
+    CHECK(l->GetVersion() / 10000 == size_t(CUBLAS_VER_MAJOR));
+    int major = -1;
+    CHECK(l->GetProperty(MAJOR_VERSION, &major) == CUBLAS_STATUS_SUCCESS && major == CUBLAS_VER_MAJOR);
+    CHECK(std::string(l->StatusName(CUBLAS_STATUS_NOT_SUPPORTED)) == "CUBLAS_STATUS_NOT_SUPPORTED");
+    CHECK(l->Create(nullptr) == CUBLAS_STATUS_INVALID_VALUE);
+    cublasLtHandle_t h = nullptr;
+    CHECK(l->Create(&h) == CUBLAS_STATUS_SUCCESS && h);
+    CHECK(l->Destroy(h) == CUBLAS_STATUS_SUCCESS);
+    CHECK(l->Destroy(h) == CUBLAS_STATUS_NOT_INITIALIZED);
+    CHECK(l->DescCreate(nullptr, CUBLAS_COMPUTE_32F, CUDA_R_32F) == CUBLAS_STATUS_INVALID_VALUE);
+    cublasLtMatmulDesc_t d = nullptr;
+    CHECK(l->DescCreate(&d, CUBLAS_COMPUTE_32F, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS);
+    const int32_t t = CUBLAS_OP_T;
+    const int64_t wide = 1;
+    const uint32_t epi = CUBLASLT_EPILOGUE_BIAS;
+    const void* ptr = nullptr;
+    CHECK(l->DescSet(d, CUBLASLT_MATMUL_DESC_TRANSA, &t, sizeof t) == CUBLAS_STATUS_SUCCESS);
+    CHECK(l->DescSet(d, CUBLASLT_MATMUL_DESC_TRANSA, &wide, sizeof wide) == CUBLAS_STATUS_INVALID_VALUE);  // size
+    CHECK(l->DescSet(d, CUBLASLT_MATMUL_DESC_TRANSA, nullptr, sizeof t) == CUBLAS_STATUS_INVALID_VALUE);   // NULL
+    CHECK(l->DescSet(d, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi) == CUBLAS_STATUS_SUCCESS);
+    CHECK(l->DescSet(d, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &ptr, sizeof ptr) == CUBLAS_STATUS_SUCCESS);
+    CHECK(l->DescSet(d, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &t, sizeof t) == CUBLAS_STATUS_INVALID_VALUE);
+    CHECK(l->DescSet(d, cublasLtMatmulDescAttributes_t(9), &t, sizeof t) == CUBLAS_STATUS_INVALID_VALUE);  // no such
+    CHECK(l->DescSet(d, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &ptr, sizeof ptr) == CUBLAS_STATUS_NOT_SUPPORTED);
+    CHECK(l->DescSet(nullptr, CUBLASLT_MATMUL_DESC_TRANSA, &t, sizeof t) == CUBLAS_STATUS_INVALID_VALUE);
+    CHECK(l->DescDestroy(d) == CUBLAS_STATUS_SUCCESS);
+    CHECK(l->DescDestroy(d) == CUBLAS_STATUS_INVALID_VALUE);  // destroyed already
+    cublasLtMatrixLayout_t lay = nullptr;
+    CHECK(l->LayoutCreate(nullptr, CUDA_R_32F, 2, 2, 2) == CUBLAS_STATUS_INVALID_VALUE);
+    CHECK(l->LayoutCreate(&lay, CUDA_R_32F, 2, 2, 2) == CUBLAS_STATUS_SUCCESS);
+    const int32_t zero = 0, two = 2;
+    CHECK(l->LayoutSet(lay, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &zero, 4) == CUBLAS_STATUS_INVALID_VALUE);
+    CHECK(l->LayoutSet(lay, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &two, 4) == CUBLAS_STATUS_SUCCESS);
+    CHECK(l->LayoutSet(lay, CUBLASLT_MATRIX_LAYOUT_LD, &two, 4) == CUBLAS_STATUS_INVALID_VALUE);  // int64_t
+    CHECK(l->LayoutSet(lay, cublasLtMatrixLayoutAttribute_t(99), &two, 4) == CUBLAS_STATUS_INVALID_VALUE);
+    CHECK(l->LayoutDestroy(lay) == CUBLAS_STATUS_SUCCESS);
+    cublasLtMatmulPreference_t pref = nullptr;
+    CHECK(l->PrefCreate(&pref) == CUBLAS_STATUS_SUCCESS);
+    const uint64_t ws = 1 << 20;
+    CHECK(l->PrefSet(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws) == CUBLAS_STATUS_SUCCESS);
+    CHECK(l->PrefSet(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &two, 4) == CUBLAS_STATUS_INVALID_VALUE);
+    CHECK(l->PrefSet(pref, cublasLtMatmulPreferenceAttributes_t(42), &two, 4) == CUBLAS_STATUS_INVALID_VALUE);
+    CHECK(l->PrefDestroy(pref) == CUBLAS_STATUS_SUCCESS);
+}
+
+SDXL_TEST(fake_cublaslt_matmul_bias_and_residual) {
+    // The backend's form: D^T = W X^T (A op N or T, B op N or T), bias epilogue, C = residual out of place.
+    const cublasOperation_t ops[] = {CUBLAS_OP_N, CUBLAS_OP_T};
+    for (auto ta : ops)
+        for (auto tb : ops) {
+            LtCase g;
+            g.ta = ta, g.tb = tb, g.m = 11, g.n = 6, g.k = 13;
+            g.lda_pad = 2, g.ldb_pad = 1, g.ldc_pad = 3, g.ldd_pad = 1;
+            g.beta = 1.0f, g.bias = true;
+            run_lt(g);
+        }
+    LtCase g;
+    g.ta = CUBLAS_OP_T, g.m = 7, g.n = 5, g.k = 9, g.alpha = 1.5f, g.beta = -0.5f, g.bias = true;
+    for (cudaDataType t : {CUDA_R_32F, CUDA_R_16F, CUDA_R_16BF}) {
+        g.ab = g.cd = t;
+        run_lt(g);
+    }
+    g.ab = CUDA_R_16F, g.cd = CUDA_R_32F;  // mixed: 16F inputs, 32F output and bias
+    run_lt(g);
+    g.ab = g.cd = CUDA_R_16F, g.compute = CUBLAS_COMPUTE_16F;  // __half scalars
+    run_lt(g);
+    LtCase nb;  // no bias, beta 0 (C not read), in place
+    nb.m = 4, nb.n = 3, nb.k = 5, nb.in_place = true;
+    run_lt(nb);
+    nb.beta = 1.0f, nb.bias = true;  // in place with C == D: D = A B + D + bias
+    run_lt(nb);
+    LtCase big;  // larger than the fake's cache blocks; a workspace the algorithm asks for and uses
+    big.ta = CUBLAS_OP_T, big.m = 300, big.n = 40, big.k = 150, big.beta = 1.0f, big.bias = true;
+    big.workspace = uint64_t(32) << 20;
+    run_lt(big);
+    LtCase bt;  // strided batches, the bias shared (batch stride 0)
+    bt.ta = CUBLAS_OP_T, bt.m = 5, bt.n = 4, bt.k = 6, bt.lda_pad = 1, bt.beta = 0.5f, bt.bias = true, bt.batch = 3;
+    run_lt(bt);
+    LtCase tf;  // CUBLAS_COMPUTE_32F_FAST_TF32 rounds the inputs to TF32
+    tf.m = 6, tf.n = 5, tf.k = 17, tf.beta = 1.0f, tf.bias = true, tf.compute = CUBLAS_COMPUTE_32F_FAST_TF32;
+    tf.round = Round::TF32;
+    run_lt(tf);
+}
+
+SDXL_TEST(fake_cublaslt_status_rules) {
+    const LtLib* l = lt();
+    if (!l) return;
+    (void)cudaGetLastError();
+    const int m = 4, n = 3, k = 5;
+    DevBuf dA(m * k * 4), dB(k * n * 4), dC(m * n * 4), dD(m * n * 4), dBias(m * 4), dW(size_t(2) << 20);
+    Store C(DT::F32, size_t(m * n));
+    for (size_t i = 0; i < C.count(); ++i) C.set(i, 9.0f);
+    dC.up(C);
+    dD.up(C);
+    LtObjects o(l);
+    CHECK(l->DescCreate(&o.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS);
+    CHECK(o.set(CUBLASLT_MATMUL_DESC_EPILOGUE, uint32_t(CUBLASLT_EPILOGUE_BIAS)) == CUBLAS_STATUS_SUCCESS);
+    CHECK(o.set(CUBLASLT_MATMUL_DESC_BIAS_POINTER, static_cast<const void*>(dBias.p)) == CUBLAS_STATUS_SUCCESS);
+    CHECK(l->LayoutCreate(&o.a, CUDA_R_32F, m, k, m) == CUBLAS_STATUS_SUCCESS);
+    CHECK(l->LayoutCreate(&o.b, CUDA_R_32F, k, n, k) == CUBLAS_STATUS_SUCCESS);
+    CHECK(l->LayoutCreate(&o.c, CUDA_R_32F, m, n, m) == CUBLAS_STATUS_SUCCESS);
+    CHECK(l->LayoutCreate(&o.d, CUDA_R_32F, m, n, m) == CUBLAS_STATUS_SUCCESS);
+    CHECK(l->PrefCreate(&o.pref) == CUBLAS_STATUS_SUCCESS);
+    const uint64_t ws = uint64_t(2) << 20;
+    CHECK(l->PrefSet(o.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws) == CUBLAS_STATUS_SUCCESS);
+    cublasLtMatmulHeuristicResult_t res{};
+    int found = 0;
+    const auto INVALID = CUBLAS_STATUS_INVALID_VALUE, NS = CUBLAS_STATUS_NOT_SUPPORTED;
+    auto heuristic = [&](cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c,
+                         cublasLtMatrixLayout_t d, int count = 1) {
+        return l->Heuristic(o.h, o.desc, a, b, c, d, o.pref, count, &res, &found);
+    };
+    CHECK(heuristic(o.a, o.b, o.c, o.d) == CUBLAS_STATUS_SUCCESS && found == 1);
+    CHECK(res.workspaceSize > 0);  // the fake asks for 1 MiB when it may
+    const cublasLtMatmulAlgo_t algo = res.algo;
+    const float one = 1.0f;
+    auto matmul_alpha = [&](const void* a, const void* b, const void* c, cublasLtMatrixLayout_t cdesc, void* d,
+                            cublasLtMatrixLayout_t ddesc, void* w, size_t wsize, const float* alpha) {
+        return l->Matmul(o.h, o.desc, alpha, a, o.a, b, o.b, &one, c, cdesc, d, ddesc, &algo, w, wsize, nullptr);
+    };
+    auto matmul = [&](const void* a, const void* b, const void* c, cublasLtMatrixLayout_t cdesc, void* d,
+                      cublasLtMatrixLayout_t ddesc, void* w, size_t wsize) {
+        return matmul_alpha(a, b, c, cdesc, d, ddesc, w, wsize, &one);
+    };
+    CHECK(matmul(dA.p, dB.p, dC.p, o.c, dD.p, o.d, dW.p, ws) == CUBLAS_STATUS_SUCCESS);  // the valid baseline
+    CHECK(heuristic(o.a, o.b, o.c, o.d, 0) == INVALID);                                   // requestedAlgoCount <= 0
+    CHECK(l->Heuristic(nullptr, o.desc, o.a, o.b, o.c, o.d, o.pref, 1, &res, &found) ==
+          CUBLAS_STATUS_NOT_INITIALIZED);
+    CHECK(l->Matmul(nullptr, o.desc, &one, dA.p, o.a, dB.p, o.b, &one, dC.p, o.c, dD.p, o.d, &algo, dW.p, ws,
+                    nullptr) == CUBLAS_STATUS_NOT_INITIALIZED);
+    CHECK(matmul_alpha(dA.p, dB.p, dC.p, o.c, dD.p, o.d, dW.p, ws, nullptr) == INVALID);  // alpha NULL
+    CHECK(matmul(dA.p, dB.p, dC.p, o.c, dD.p, o.d, dW.p, res.workspaceSize - 1) == INVALID);  // too small
+    CHECK(matmul(dA.p, dB.p, dC.p, o.c, dD.p, o.d, static_cast<char*>(dW.p) + 128, ws / 2) == INVALID);  // aligned?
+    CHECK(matmul(dA.p, dB.p, dC.p, o.c, dD.p, nullptr, dW.p, ws) == INVALID);           // Ddesc NULL
+    // C == D needs Cdesc == Ddesc: a C layout with another ld is refused in place, accepted out of place.
+    cublasLtMatrixLayout_t c_wide = nullptr, bad = nullptr;
+    DevBuf dCwide(size_t((m + 2) * n * 4));
+    CHECK(l->LayoutCreate(&c_wide, CUDA_R_32F, m, n, m + 2) == CUBLAS_STATUS_SUCCESS);
+    CHECK(matmul(dA.p, dB.p, dD.p, c_wide, dD.p, o.d, dW.p, ws) == INVALID);
+    CHECK(matmul(dA.p, dB.p, dCwide.p, c_wide, dD.p, o.d, dW.p, ws) == CUBLAS_STATUS_SUCCESS);
+    // Dimensions that do not agree, ld below the rows: INVALID_VALUE from the heuristic and the matmul.
+    CHECK(l->LayoutCreate(&bad, CUDA_R_32F, m, k + 1, m) == CUBLAS_STATUS_SUCCESS);  // A with K + 1 columns
+    CHECK(heuristic(bad, o.b, o.c, o.d) == INVALID);
+    CHECK(l->Matmul(o.h, o.desc, &one, dA.p, bad, dB.p, o.b, &one, dC.p, o.c, dD.p, o.d, &algo, dW.p, ws, nullptr) ==
+          INVALID);
+    CHECK(l->LayoutDestroy(bad) == CUBLAS_STATUS_SUCCESS);
+    CHECK(l->LayoutCreate(&bad, CUDA_R_32F, m, n, m - 1) == CUBLAS_STATUS_SUCCESS);  // D with ld < rows
+    CHECK(heuristic(o.a, o.b, o.c, bad) == INVALID);
+    CHECK(l->LayoutDestroy(bad) == CUBLAS_STATUS_SUCCESS);
+    // Types outside the table; a bias type that is not D's; an order or epilogue the fake does not run.
+    CHECK(l->LayoutCreate(&bad, CUDA_R_16F, m, n, m) == CUBLAS_STATUS_SUCCESS);  // 32F inputs -> 16F output
+    CHECK(heuristic(o.a, o.b, bad, bad) == NS);
+    CHECK(l->LayoutDestroy(bad) == CUBLAS_STATUS_SUCCESS);
+    CHECK(o.set(CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, int32_t(CUDA_R_16F)) == CUBLAS_STATUS_SUCCESS);
+    CHECK(heuristic(o.a, o.b, o.c, o.d) == NS);
+    CHECK(o.set(CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, int32_t(CUDA_R_32F)) == CUBLAS_STATUS_SUCCESS);
+    CHECK(o.set(CUBLASLT_MATMUL_DESC_EPILOGUE, uint32_t(CUBLASLT_EPILOGUE_GELU_BIAS)) == CUBLAS_STATUS_SUCCESS);
+    CHECK(heuristic(o.a, o.b, o.c, o.d) == NS);
+    CHECK(o.set(CUBLASLT_MATMUL_DESC_EPILOGUE, uint32_t(CUBLASLT_EPILOGUE_BIAS)) == CUBLAS_STATUS_SUCCESS);
+    const int32_t row = CUBLASLT_ORDER_ROW;
+    CHECK(l->LayoutSet(c_wide, CUBLASLT_MATRIX_LAYOUT_ORDER, &row, sizeof row) == CUBLAS_STATUS_SUCCESS);
+    CHECK(heuristic(o.a, o.b, c_wide, o.d) == NS);
+    CHECK(l->LayoutDestroy(c_wide) == CUBLAS_STATUS_SUCCESS);
+    // The bias epilogue without a bias pointer.
+    CHECK(o.set(CUBLASLT_MATMUL_DESC_BIAS_POINTER, static_cast<const void*>(nullptr)) == CUBLAS_STATUS_SUCCESS);
+    CHECK(matmul(dA.p, dB.p, dC.p, o.c, dD.p, o.d, dW.p, ws) == INVALID);
+    CHECK(o.set(CUBLASLT_MATMUL_DESC_BIAS_POINTER, static_cast<const void*>(dBias.p)) == CUBLAS_STATUS_SUCCESS);
+    // An operand less aligned than the preference promised (default: 256 bytes): refused by the algorithm.
+    CHECK(matmul(static_cast<char*>(dA.p) + 4, dB.p, dC.p, o.c, dD.p, o.d, dW.p, ws) == INVALID);
+    // A pointer off its element: a misaligned access.
+    cudaError_t code;
+    CHECK(l->Matmul(o.h, o.desc, &one, static_cast<char*>(dA.p) + 2, o.a, dB.p, o.b, &one, dC.p, o.c, dD.p, o.d,
+                    nullptr, nullptr, 0, nullptr) == CUBLAS_STATUS_EXECUTION_FAILED);
+    std::string msg = take_device_error(&code);
+    CHECK_MSG(code == cudaErrorMisalignedAddress && contains(msg, "operand A"), msg);
+    // Host memory where the bias belongs (algo NULL: the implicit heuristic); C one element too short.
+    std::vector<float> host(size_t(m), 1.0f);
+    CHECK(o.set(CUBLASLT_MATMUL_DESC_BIAS_POINTER, static_cast<const void*>(host.data())) == CUBLAS_STATUS_SUCCESS);
+    CHECK(l->Matmul(o.h, o.desc, &one, dA.p, o.a, dB.p, o.b, &one, dC.p, o.c, dD.p, o.d, nullptr, nullptr, 0,
+                    nullptr) == CUBLAS_STATUS_EXECUTION_FAILED);
+    msg = take_device_error(&code);
+    CHECK_MSG(code == cudaErrorIllegalAddress && contains(msg, "cublasLtMatmul") && contains(msg, "operand bias"),
+              msg);
+    CHECK(o.set(CUBLASLT_MATMUL_DESC_BIAS_POINTER, static_cast<const void*>(dBias.p)) == CUBLAS_STATUS_SUCCESS);
+    DevBuf dCshort(size_t(m * n * 4 - 4));
+    CHECK(l->Matmul(o.h, o.desc, &one, dA.p, o.a, dB.p, o.b, &one, dCshort.p, o.c, dD.p, o.d, nullptr, nullptr, 0,
+                    nullptr) == CUBLAS_STATUS_EXECUTION_FAILED);
+    msg = take_device_error(&code);
+    CHECK_MSG(code == cudaErrorIllegalAddress && contains(msg, "operand C"), msg);
+    // None of the refused calls wrote C.
+    Store after(DT::F32, C.count());
+    dC.down(after);
+    CHECK(std::memcmp(after.bytes.data(), C.bytes.data(), C.bytes.size()) == 0);
 }
 
 // ---------------------------------------------------------------- cuDNN

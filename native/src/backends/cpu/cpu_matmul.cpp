@@ -140,8 +140,8 @@ Operand matrix_operand(const Tensor& t, int64_t rows, int64_t cols, int64_t row_
 
 }  // namespace
 
-// y [..., out] = x [..., in] @ w[out, in]^T + b
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+// y [..., out] = x [..., in] @ w[out, in]^T + b (+ residual [..., out])
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& residual) {
     const int64_t in = w.shape()[1], out = w.shape()[0];
     Tensor x2 = as_rows(x);  // [M, in]
     const int64_t m = x2.shape()[0];
@@ -163,6 +163,15 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
         beta = 1.0f;
     }
     sgemm(a.op, wt.op, m, out, in, 1.0f, beta, yp, out);
+    if (residual.defined()) {
+        // Added to the finished product, one IEEE add per element: bit for bit ops::add(residual, linear(x, w, b))
+        // (fp32 addition commutes). Not folded into sgemm's beta, which would round differently.
+        const Tensor rc = residual.contiguous();  // [..., out]
+        const float* rp = rc.data<float>();
+        parallel_for(y.numel(), kElementwiseGrain, [&](int64_t i0, int64_t i1) {
+            for (int64_t i = i0; i < i1; ++i) yp[i] = rp[i] + yp[i];
+        });
+    }
     return y;
 }
 

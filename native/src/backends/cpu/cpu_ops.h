@@ -10,7 +10,7 @@
 namespace sdxl::cpu {
 
 // ---- op implementations, one family per file
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b);  // cpu_matmul.cpp
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& residual);  // cpu_matmul.cpp
 Tensor matmul(const Tensor& a, const Tensor& b);
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int padding);  // cpu_conv.cpp
 Tensor upsample_nearest(const Tensor& x, int64_t out_h, int64_t out_w);

@@ -1,4 +1,4 @@
-// The bias fill shared by linear (cuda_gemm.cpp) and conv2d (cuda_conv.cpp): the output starts as the
+// The bias fill shared by linear's cuBLAS fallback (cuda_gemm.cpp) and conv2d (cuda_conv.cpp): the output starts as the
 // broadcast bias and the GEMM / convolution accumulates onto it (beta = 1), as the CPU backend does, so the
 // bias is added in fp32 inside the library's epilogue with a single rounding to the output dtype.
 #include <cuda_runtime.h>

@@ -1,4 +1,4 @@
-// Run-time loading of cuBLAS and cuDNN (see cuda_libs.h for the search order).
+// Run-time loading of cuBLAS, cuBLASLt and cuDNN (see cuda_libs.h for the search order).
 #include "backends/cuda/cuda_libs.h"
 
 #include <dlfcn.h>
@@ -232,6 +232,16 @@ const Library& cublas() {
     return lib;
 }
 
+// cuBLASLt (linear's fused epilogues, cuda_gemm.cpp): the same folders as cuBLAS. libcublas.so.13 itself needs
+// libcublasLt.so.13 and preloads it from its own folder (above), so the plain soname finds that copy.
+const Library& cublaslt() {
+    static const Library lib = [] {
+        auto dirs = search_dirs({"nvidia/cu13/lib", "nvidia/cublas/lib"});
+        return open_library("cuBLASLt", "libcublasLt.so.13", dirs, true, {}, {});
+    }();
+    return lib;
+}
+
 const Library& cudnn() {
     static const Library lib = [] {
         auto dirs = search_dirs({"nvidia/cudnn/lib"});
@@ -291,6 +301,15 @@ std::string cuda_versions() {
         out << "cuBLAS " << v[0] << "." << v[1] << "." << v[2] << " from " << bl.path << "\n";
     } else {
         out << bl.report() << "\n";
+    }
+    const Library& lt = cublaslt();
+    if (lt.ok()) {
+        using GetVersion = size_t (*)();  // cublasLtGetVersion: major * 10000 + minor * 100 + patch
+        auto get = reinterpret_cast<GetVersion>(::dlsym(lt.handle, "cublasLtGetVersion"));
+        out << "cuBLASLt " << (get ? std::to_string(get()) : std::string("(no cublasLtGetVersion)")) << " from "
+            << lt.path << "\n";
+    } else {
+        out << lt.report() << "\n";
     }
     const Library& dn = cudnn();
     if (dn.ok()) {

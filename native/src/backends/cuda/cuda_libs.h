@@ -1,4 +1,4 @@
-// Run-time loading of the CUDA math libraries (cuBLAS, cuDNN). libsdxl never links them: it must load on
+// Run-time loading of the CUDA math libraries (cuBLAS, cuBLASLt, cuDNN). libsdxl never links them: it must load on
 // machines without them (CI, CPU-only users). The first GEMM / conv on CUDA looks for them with dlopen, and
 // when they are missing the op fails with an sdxl::Error that lists every place that was searched.
 //
@@ -17,6 +17,7 @@
 // include those themselves, when CMake found them (SDXL_HAVE_CUBLAS / SDXL_HAVE_CUDNN).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -32,7 +33,7 @@ struct Attempt {
 
 // The result of looking for one library family.
 struct Library {
-    const char* name = "";       // "cuBLAS", "cuDNN"
+    const char* name = "";       // "cuBLAS", "cuBLASLt", "cuDNN"
     void* handle = nullptr;      // dlopen handle of the main library, null when not found
     std::string path;            // where it was loaded from (as dlopen was given it)
     std::vector<Attempt> tried;  // every attempt, in order
@@ -57,6 +58,7 @@ Library open_library(const char* name, const std::string& soname, const std::vec
 
 // The process-wide libraries, searched once (thread-safe), never unloaded.
 const Library& cublas();
+const Library& cublaslt();  // optional: linear falls back to cuBLAS without it (cuda_gemm.cpp)
 const Library& cudnn();
 
 // A symbol of a loaded library; DEVICE_ERROR naming the symbol and the library when it is missing.
@@ -77,5 +79,15 @@ ErrorCode cudnn_error_code(int status);
 // Whether this build compiled the cuBLAS / cuDNN paths (headers were found at build time).
 bool gemm_compiled();
 bool conv_compiled();
+
+// Which path CUDA linear took (cuda_gemm.cpp): counts since the start, for tests and logs. lt: one
+// cublasLtMatmul with the bias/residual epilogue; cublas: the cuBLAS fallback (bias fill + GEMM with beta = 1).
+struct LinearPaths {
+    uint64_t lt = 0;
+    uint64_t cublas = 0;
+};
+LinearPaths linear_paths();
+// Test hook: true sends every linear to the cuBLAS fallback (as SDXL4J_CUDA_CUBLASLT=0 does at start).
+void force_cublas_linear(bool on);
 
 }  // namespace sdxl::cuda::libs

@@ -1,7 +1,7 @@
 // The emulated device's services for code outside the kernels: the fake CUDA runtime (emu_runtime.cpp), the
-// fake cuBLAS / cuDNN libraries (fake_cublas.cpp, fake_cudnn.cpp) and the emulator's own tests. All of it lives
-// in libsdxl_emu_cudart.so, which the emulator build of libsdxl and the fake libraries link against, so that
-// they share one table of device allocations.
+// fake cuBLAS / cuBLASLt / cuDNN libraries (fake_cublas.cpp, fake_cublaslt.cpp, fake_cudnn.cpp) and the emulator's
+// own tests. All of it lives in libsdxl_emu_cudart.so, which the emulator build of libsdxl and the fake libraries
+// link against, so that they share one table of device allocations.
 //
 // Device memory is host memory handed out by the fake cudaMalloc and tracked: every pointer the backend passes
 // where a device pointer belongs can be checked against the live allocations (host pointers, ranges that run

@@ -1,5 +1,5 @@
-// What the fake libraries (fake_cublas.cpp, fake_cudnn.cpp) share: the table of live handles, and element
-// access for the F32/F16/BF16 data they compute on (fp32 arithmetic, one round-to-nearest-even store).
+// What the fake libraries (fake_cublas.cpp, fake_cublaslt.cpp, fake_cudnn.cpp) share: the table of live handles,
+// and element access for the F32/F16/BF16 data they compute on (fp32 arithmetic, one round-to-nearest-even store).
 #pragma once
 
 #include <cstddef>
