@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/op_profile.h"
 #include "ops/ops.h"
 
 namespace sdxl::nn {
@@ -86,7 +87,8 @@ Attention::Attention(const WeightBuilder& vb, int64_t query_dim, int64_t context
     to_k_ = Linear(vb.pp("to_k"), kv_dim, inner, bias);
     to_v_ = Linear(vb.pp("to_v"), kv_dim, inner, bias);
     to_out_ = Linear(vb.pp("to_out").pp(0), inner, query_dim, true);
-    if (context_dim <= 0 && vb.placement().device == Device::CUDA) {
+    // (A count-only profile builds the CUDA structure too, so that it counts what a CUDA step runs.)
+    if (context_dim <= 0 && (vb.placement().device == Device::CUDA || profile::dry_run())) {
         qkv_w_ = ops::concat({to_q_.weight(), to_k_.weight(), to_v_.weight()}, 0);  // [3 * inner, query_dim]
         if (bias) qkv_b_ = ops::concat({to_q_.bias(), to_k_.bias(), to_v_.bias()}, 0);  // [3 * inner]
         to_q_ = to_k_ = to_v_ = Linear();  // the device memory of the separate weights is released

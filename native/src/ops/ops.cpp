@@ -274,7 +274,9 @@ Tensor conv2d_fused(const Tensor& x, const Tensor& w, const Tensor& b, int strid
                    shape_str(out_shape), ", got ", shape_str(residual.shape()));
     }
     const Backend& be = backend_for(x.device());
-    if (!be.conv2d_fused) {  // composed: conv2d validates the rest; the adds keep the unfused order
+    // Composed where the backend has no fused kernel (a count-only profile counts the fused op, as on CUDA):
+    // conv2d validates the rest; the adds keep the unfused order.
+    if (!be.conv2d_fused && !profile::dry_run()) {
         Tensor y = conv2d(x, w, b, stride, padding);                               // [N, O, Ho, Wo]
         if (sample_bias.defined()) y = add(y, sample_bias.view({N, O, 1, 1}));
         return residual.defined() ? add(residual, y) : y;
