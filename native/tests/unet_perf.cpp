@@ -2,9 +2,12 @@
 // is one UNet call on the classifier-free-guidance batch of 2 at 1024x1024 (latents 128x128), context
 // 77 x 2048. The native perf runner for the GPU machine (no JVM):
 //
-//   sdxl_unet_perf --device cuda --dtype f16 [--size 1024] [--batch 2] [--iters 10] [--refiner]
+//   sdxl_unet_perf --device cuda --dtype f16 [--size 1024] [--batch 2] [--iters 10] [--refiner] [--graph on|off|both]
 //
-// Prints each timed call and the median; the first two calls are warm-up (allocator, cuDNN algorithm choice).
+// Prints each timed call and the median; the first two calls are warm-up (allocator, cuDNN algorithm choice;
+// with CUDA graphs on, the second call is the capture). --graph: the UNet step as one CUDA graph per shape or
+// eager (default: the library's default, on for CUDA F16/BF16); both: eager first, then graphs, on the same
+// model and inputs, and the ratio.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -32,6 +35,7 @@ int main(int argc, char** argv) {
     int device = DEVICE_CPU, dtype = DTYPE_F32, iters = 10;
     int64_t size = 1024, batch = 2;
     bool refiner = false;
+    std::string graph = "default";
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i], v = i + 1 < argc ? argv[i + 1] : "";
         if (a == "--device") { device = v == "cuda" ? DEVICE_CUDA : DEVICE_CPU; ++i; }
@@ -40,9 +44,10 @@ int main(int argc, char** argv) {
         else if (a == "--batch") { batch = std::stoll(v); ++i; }
         else if (a == "--iters") { iters = std::max(1, std::stoi(v)); ++i; }
         else if (a == "--refiner") refiner = true;
+        else if (a == "--graph" && (v == "on" || v == "off" || v == "both")) { graph = v; ++i; }
         else {
             std::cerr << "usage: sdxl_unet_perf [--device cpu|cuda] [--dtype f32|f16|bf16] [--size PX] [--batch N] "
-                         "[--iters N] [--refiner]\n";
+                         "[--iters N] [--refiner] [--graph on|off|both]\n";
             return 2;
         }
     }
@@ -66,19 +71,34 @@ int main(int argc, char** argv) {
         Tensor ids = random_tensor({batch, n_ids}, rng, 0, 1024);
         float t = 500.0f;
         Tensor timestep = Tensor::from_floats(&t, {});
-        std::vector<double> ms;
-        for (int i = 0; i < iters + 2; ++i) {
-            const auto t0 = std::chrono::steady_clock::now();
-            Tensor out = unet.forward(sample, timestep, context, pooled, ids);  // returns to the host: synchronised
-            const double dt = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-            std::printf("%s call %d: %.1f ms\n", i < 2 ? "warm-up" : "timed", i + 1, dt);
-            if (i >= 2) ms.push_back(dt);
+        const char* dt_name = dtype == DTYPE_F16 ? "fp16" : dtype == DTYPE_BF16 ? "bf16" : "fp32";
+        auto measure = [&](const char* label) {
+            std::vector<double> ms;
+            for (int i = 0; i < iters + 2; ++i) {
+                const auto t0 = std::chrono::steady_clock::now();
+                Tensor out = unet.forward(sample, timestep, context, pooled, ids);  // returns to the host: synchronised
+                const double dt = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+                std::printf("[%s] %s call %d: %.1f ms\n", label, i < 2 ? "warm-up" : "timed", i + 1, dt);
+                if (i >= 2) ms.push_back(dt);
+            }
+            std::sort(ms.begin(), ms.end());
+            const double median = ms[ms.size() / 2];
+            std::printf("SDXL %s UNet, %lldx%lld px, batch %lld, %s on %s, %s: median %.1f ms per step (%d calls)\n",
+                        refiner ? "refiner" : "base", (long long)size, (long long)size, (long long)batch, dt_name,
+                        device == DEVICE_CUDA ? "cuda" : "cpu", label, median, iters);
+            return median;
+        };
+        if (graph == "both") {
+            unet.set_cuda_graphs(false);
+            const double off = measure("graph off");
+            unet.set_cuda_graphs(true);
+            const double on = measure(device == DEVICE_CUDA ? "graph on" : "graph on (no effect on the CPU)");
+            std::printf("CUDA graph speed-up (%s): %.3fx (eager %.1f ms -> graph %.1f ms per step)\n", dt_name, off / on,
+                        off, on);
+        } else {
+            if (graph != "default") unet.set_cuda_graphs(graph == "on");
+            (void)measure(unet.cuda_graphs() && device == DEVICE_CUDA ? "graph on" : "graph off");
         }
-        std::sort(ms.begin(), ms.end());
-        std::printf("SDXL %s UNet, %lldx%lld px, batch %lld, %s on %s: median %.1f ms per step (%d calls)\n",
-                    refiner ? "refiner" : "base", (long long)size, (long long)size, (long long)batch,
-                    dtype == DTYPE_F16 ? "fp16" : dtype == DTYPE_BF16 ? "bf16" : "fp32", device == DEVICE_CUDA ? "cuda" : "cpu",
-                    ms[ms.size() / 2], iters);
     } catch (const std::exception& e) {
         std::cout << "unet perf FAILED: " << e.what() << "\n";
         return 1;
