@@ -32,6 +32,7 @@ Tensor random_tensor(const std::vector<int64_t>& shape, std::mt19937& rng, float
 }  // namespace
 
 int main(int argc, char** argv) {
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);  // line by line: a run killed by check.sh's time limit keeps its log
     int device = DEVICE_CPU, dtype = DTYPE_F32, iters = 10;
     int64_t size = 1024, batch = 2;
     bool refiner = false;
