@@ -5,7 +5,8 @@
 #
 #   call 1: bash tools/gpu/check.sh 1    versions -> configure + build (sm_90, three runners only) -> the real
 #                                        SDXL base UNet step latency at 1024x1024, CFG batch 2, fp16 then bf16
-#                                        (random weights made on the device) -> op parity (CUDA vs CPU, all dtypes)
+#                                        (random weights made on the device), each eager and as one CUDA graph
+#                                        (--graph both) -> op parity (CUDA vs CPU, all dtypes)
 #                                        -> the attention kernels timed at SDXL's shapes (--perf)
 #   call 2: bash tools/gpu/check.sh 2    (re)build if the machine is fresh -> the model reference cases in
 #                                        f32/f16/bf16 -> compute-sanitizer memcheck (caching allocator off,
@@ -74,13 +75,13 @@ if [[ "$rehearsal" == 1 ]]; then
     unet_dev=(--device cpu)
     ops_args=(--emulator)
     perf_extra=(--small)  # timing on the emulator means nothing; only the command line is rehearsed
-    unet_args=(--size 128 --iters 2)
+    unet_args=(--size 64 --iters 1 --graph both)  # 2 x 3 CPU steps: the command line, not the timing
     half_dtypes=(f32 f32)  # the CPU backend computes in F32 only
 else
     unet_dev=(--device cuda)
     ops_args=()
     perf_extra=()
-    unet_args=(--size 1024 --batch 2 --iters 12)
+    unet_args=(--size 1024 --batch 2 --iters 8 --graph both)  # 2 x (2 warm-up + 8) steps per dtype
     half_dtypes=(f16 bf16)
 fi
 dev=(--device cuda)

@@ -144,6 +144,9 @@ Tensor UNetModel::forward(const Tensor& sample, const Tensor& timestep, const Te
                                  placed(core(text_embeds), p), moved(core(time_ids), p)));
 }
 
+void UNetModel::set_cuda_graphs(bool enabled) const { get<models::UNet2DConditionModel>(impl_).set_cuda_graphs(enabled); }
+bool UNetModel::cuda_graphs() const { return get<models::UNet2DConditionModel>(impl_).cuda_graphs(); }
+
 VaeModel VaeModel::load(const VaeConfig& config, const std::vector<std::string>& weight_files, int device,
                         int dtype) {
     VaeModel m;

@@ -7,6 +7,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 
 #include "core/dtype.h"
@@ -26,6 +28,19 @@ void copy_device_to_host(void* dst, const void* src, size_t nbytes);
 void copy_device_to_device(void* dst, const void* src, size_t nbytes);
 // Gives the caching allocator's free blocks back to the driver (no-op without CUDA).
 void cuda_empty_cache();
+// nbytes of zeros at dst, on the backend's stream (a memset node when captured into a graph).
+void cuda_zero(void* dst, size_t nbytes);
+
+// CUDA graphs (backends/cuda/cuda_graph.cpp). cuda_graph_capture runs `body` on the calling thread with the
+// backend's work captured instead of run (thread-local capture mode, on a stream of its own; the thread's
+// allocations come from the graph's private memory pool) and returns the instantiated graph, or null with *why
+// when the capture failed (a graph-unsafe call in body, which CUDA refuses: the body's results are then garbage).
+// Launch replays the captured work on the backend stream; destroying the graph releases its pool (blocks still
+// held by tensors follow when those are freed). One graph must not be launched from two threads at once.
+struct CudaGraph;
+std::shared_ptr<CudaGraph> cuda_graph_capture(const std::function<void()>& body, std::string* why);
+void cuda_graph_launch(CudaGraph& graph);
+size_t cuda_graph_nodes(const CudaGraph& graph);  // nodes captured
 
 // Kernels on the backend's stream (asynchronous; later copies to the host wait for them). Both pointers on the
 // device, not overlapping; strides in elements.

@@ -123,9 +123,8 @@ Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
     Tensor t = empty(shape, dtype, device);
     if (device == Device::CPU) {
         std::memset(t.raw_data(), 0, size_t(t.numel()) * dtype_size(dtype));
-    } else {
-        Tensor host = zeros(shape, dtype, Device::CPU);
-        device::copy_host_to_device(t.raw_data(), host.raw_data(), size_t(t.numel()) * dtype_size(dtype));
+    } else {  // a memset on the device's stream: no host buffer, and graph-capturable
+        device::cuda_zero(t.raw_data(), size_t(t.numel()) * dtype_size(dtype));
     }
     return t;
 }

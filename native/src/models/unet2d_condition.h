@@ -15,6 +15,8 @@
 
 namespace sdxl::models {
 
+class UNetGraphRunner;
+
 class UNet2DConditionModel {
 public:
     UNet2DConditionModel(const api::UNetConfig& config, const nn::WeightBuilder& vb);
@@ -30,6 +32,10 @@ public:
     const api::UNetConfig& config() const;
     // Where the weights live and the dtype the model computes in; inputs must be on that device and dtype.
     const nn::Placement& placement() const;
+    // CUDA graphs per input shape (unet_graph.h): on by default for CUDA F16/BF16 (SDXL4J_CUDA_GRAPHS).
+    void set_cuda_graphs(bool enabled) const;  // a run-time setting, not the model
+    bool cuda_graphs() const;
+    UNetGraphRunner& graph_runner() const;  // stats, clear (tests, benchmarks)
 
 private:
     struct Impl;

@@ -15,6 +15,13 @@
 // still queued may thus be handed out at once: any later use is queued behind that work. Code that uses
 // another stream must synchronise before freeing (or not use this allocator).
 //
+// Graph pools (CUDA graphs, cuda_graph.cpp): while a thread captures a graph, the blocks it allocates belong to
+// that graph's private pool, because their addresses are baked into the graph. Within the capture a freed pool
+// block is reused in stream order (a single-stream capture is a chain of nodes, run in capture order); a pool
+// block is never handed to work outside the graph; the blocks go back to the cache when the graph is destroyed
+// (graph_pool_release; blocks still held by a tensor then go when that tensor is freed). A pool draws on the
+// cache first, then on cudaMalloc in relaxed capture mode (cudaMalloc is otherwise refused during a capture).
+//
 // SDXL4J_CUDA_CACHE=0 turns the cache off (every free is a cudaFree, every block exactly the size asked for),
 // e.g. to run under compute-sanitizer or the emulator's redzones.
 #pragma once
@@ -54,6 +61,9 @@ struct AllocatorStats {
     uint64_t device_mallocs = 0; // cudaMalloc calls that succeeded
     uint64_t cache_hits = 0;     // requests served from a free list
     uint64_t oom_retries = 0;    // times the cache was emptied to retry a failed cudaMalloc
+    size_t graph_pool_bytes = 0;  // class bytes owned by graph pools (in use or free within their pool)
+    size_t graph_pool_blocks = 0;
+    size_t graph_pools = 0;       // pools not yet released
 };
 
 // What device::cuda_malloc / cuda_free do (after checking that a device exists). OUT_OF_MEMORY names the
@@ -64,6 +74,13 @@ void allocator_free(void* ptr) noexcept;
 
 AllocatorStats allocator_stats();
 std::string allocator_summary();  // one line for logs and error messages
+// Graph pools (see above). begin/end bind the calling thread's allocations to `pool` during a capture.
+struct GraphPool;
+GraphPool* graph_pool_create();
+void graph_pool_begin_capture(GraphPool* pool);
+void graph_pool_end_capture() noexcept;
+void graph_pool_release(GraphPool* pool) noexcept;
+
 // Returns every cached block to the driver (cudaFree). Blocks in use are not touched. Thread-safe.
 void empty_cache();
 

@@ -12,7 +12,10 @@ namespace sdxl::cuda {
 
 // The backend's single stream (created on first use, blocking w.r.t. the legacy default stream, so plain
 // cudaMemcpy on the default stream stays ordered with it). Every kernel and library call runs on it.
+// While a thread captures a CUDA graph (cuda_graph.cpp) its work goes to its capture stream instead.
 cudaStream_t stream();
+cudaStream_t main_stream();                      // the backend's stream, whatever this thread captures
+void set_thread_stream(cudaStream_t s) noexcept;  // this thread's override of stream() (null: none)
 
 // Each op family registers its implementations (cuda_backend.cpp calls all of them once).
 void register_elementwise_ops(Backend& table);  // cuda_elementwise_ops.cpp: unary/binary/scale/concat/...

@@ -101,6 +101,7 @@ struct Dnn {
     bool tf32 = false;
     size_t version = 0;
     std::mutex mu;  // a cuDNN handle must not be used by two threads at once; also guards the cache
+    cudaStream_t bound = nullptr;  // the stream the handle is set to
     std::map<Key, Choice> choices;
 };
 
@@ -135,6 +136,7 @@ Dnn& dnn() {
             g_api = &s->api;
             SDXL_CUDNN_CHECK(a.Create(&s->handle));
             SDXL_CUDNN_CHECK(a.SetStream(s->handle, stream()));
+            s->bound = stream();
             const char* t = std::getenv("SDXL4J_CUDA_TF32");
             s->tf32 = t && t[0] == '1';
         } catch (...) {
@@ -257,6 +259,10 @@ Tensor conv2d_fused(const Tensor& x, const Tensor& w, const Tensor& b, int strid
 
     Dnn& d = dnn();
     std::lock_guard<std::mutex> lock(d.mu);
+    if (d.bound != stream()) {  // the handle follows this thread's stream (a graph capture's while capturing)
+        SDXL_CUDNN_CHECK(d.api.SetStream(d.handle, stream()));
+        d.bound = stream();
+    }
     Descriptors ds(d.api);
     SDXL_CUDNN_CHECK(d.api.SetTensor4dDescriptor(ds.x, CUDNN_TENSOR_NCHW, type, to_int(N, "N"), to_int(C, "C"),
                                                  to_int(H, "H"), to_int(W, "W")));

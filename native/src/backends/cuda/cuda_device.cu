@@ -8,6 +8,7 @@
 #include <sstream>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "backends/cuda/cuda_allocator.h"
@@ -21,12 +22,23 @@
 // too (allocation is not the hot path once the cache is warm).
 namespace sdxl::cuda {
 
+struct GraphPool {
+    std::unordered_map<size_t, std::vector<void*>> free_lists;  // pool blocks freed during/after the capture
+    size_t owned_blocks = 0;                                     // blocks that belong to the pool
+    bool released = false;                                       // the graph is gone
+};
+
 namespace {
+
+// The pool the calling thread's allocations go to while it captures a graph.
+thread_local GraphPool* t_capture_pool = nullptr;
 
 struct Allocator {
     std::mutex mu;
     std::unordered_map<size_t, std::vector<void*>> free_lists;  // size class -> cached blocks
     std::unordered_map<void*, size_t> live;                      // block handed out -> its size class
+    std::unordered_map<void*, GraphPool*> pool_of;               // blocks owned by a graph pool
+    std::unordered_set<GraphPool*> pools;
     AllocatorStats stats;
     bool caching = [] {
         const char* v = std::getenv("SDXL4J_CUDA_CACHE");
@@ -68,6 +80,26 @@ void* allocator_malloc(size_t nbytes) {
     // emulator's redzones) sees an access past the end of a tensor instead of the size class's slack.
     const size_t cls = a.caching ? alloc::size_class(nbytes) : (nbytes ? nbytes : 1);
     std::lock_guard<std::mutex> lock(a.mu);
+    GraphPool* pool = t_capture_pool;
+    if (pool) {  // capturing: the pool's own free blocks first (stream-ordered reuse within the capture)
+        auto pit = pool->free_lists.find(cls);
+        if (pit != pool->free_lists.end() && !pit->second.empty()) {
+            void* p = pit->second.back();
+            pit->second.pop_back();
+            a.live.emplace(p, cls);
+            a.stats.in_use_bytes += cls;
+            a.stats.in_use_blocks += 1;
+            return p;
+        }
+    }
+    // A block adopted by the capturing thread's pool (after it was taken from the cache or cudaMalloc).
+    auto adopt = [&](void* p) {
+        if (!pool) return;
+        a.pool_of.emplace(p, pool);
+        pool->owned_blocks += 1;
+        a.stats.graph_pool_bytes += cls;
+        a.stats.graph_pool_blocks += 1;
+    };
     auto it = a.free_lists.find(cls);
     if (it != a.free_lists.end() && !it->second.empty()) {
         void* p = it->second.back();
@@ -76,15 +108,26 @@ void* allocator_malloc(size_t nbytes) {
         a.stats.cached_blocks -= 1;
         a.stats.cache_hits += 1;
         a.live.emplace(p, cls);
+        adopt(p);
         a.stats.in_use_bytes += cls;
         a.stats.in_use_blocks += 1;
         return p;
     }
     void* p = nullptr;
-    cudaError_t err = cudaMalloc(&p, cls);
+    cudaError_t err;
+    if (pool) {
+        // cudaMalloc is a "potentially unsafe" call during a capture: allowed in relaxed mode, and safe here because
+        // the block is not part of the graph's work, only of its memory.
+        cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+        (void)cudaThreadExchangeStreamCaptureMode(&mode);
+        err = cudaMalloc(&p, cls);
+        (void)cudaThreadExchangeStreamCaptureMode(&mode);
+    } else {
+        err = cudaMalloc(&p, cls);
+    }
     if (err == cudaErrorMemoryAllocation) {
         (void)cudaGetLastError();
-        const size_t had_cached = a.stats.cached_bytes;
+        const size_t had_cached = pool ? 0 : a.stats.cached_bytes;  // no cudaFree during a capture
         if (had_cached > 0) {
             a.release_cached();
             a.stats.oom_retries += 1;
@@ -117,7 +160,75 @@ void* allocator_malloc(size_t nbytes) {
     a.stats.device_mallocs += 1;
     a.stats.in_use_bytes += cls;
     a.stats.in_use_blocks += 1;
+    try {
+        adopt(p);
+    } catch (...) {
+        a.live.erase(p);
+        a.stats.in_use_bytes -= cls;
+        a.stats.in_use_blocks -= 1;
+        (void)cudaFree(p);
+        throw;
+    }
     return p;
+}
+
+namespace {
+// A pool block leaves its pool (mu held); the pool is deleted with its last block once released.
+void disown(Allocator& a, void* p, GraphPool* pool, size_t cls) {
+    a.pool_of.erase(p);
+    pool->owned_blocks -= 1;
+    a.stats.graph_pool_bytes -= cls;
+    a.stats.graph_pool_blocks -= 1;
+    if (pool->released && pool->owned_blocks == 0) delete pool;
+}
+
+// Hands a block that no pool owns to the cache, or to the driver without caching (mu held).
+void give_back(Allocator& a, void* p, size_t cls) {
+    if (a.caching) {
+        try {
+            a.free_lists[cls].push_back(p);
+            a.stats.cached_bytes += cls;
+            a.stats.cached_blocks += 1;
+            return;
+        } catch (...) {  // no host memory for the list: free it
+        }
+    }
+    (void)cudaFree(p);
+    (void)cudaGetLastError();
+}
+}  // namespace
+
+GraphPool* graph_pool_create() {
+    Allocator& a = allocator();
+    std::lock_guard<std::mutex> lock(a.mu);
+    auto* pool = new GraphPool();
+    a.pools.insert(pool);
+    a.stats.graph_pools += 1;
+    return pool;
+}
+
+void graph_pool_begin_capture(GraphPool* pool) { t_capture_pool = pool; }
+void graph_pool_end_capture() noexcept { t_capture_pool = nullptr; }
+
+void graph_pool_release(GraphPool* pool) noexcept {
+    if (!pool) return;
+    Allocator& a = allocator();
+    std::lock_guard<std::mutex> lock(a.mu);
+    if (!a.pools.erase(pool)) return;
+    a.stats.graph_pools -= 1;
+    pool->released = true;
+    // The graph's replays were queued on the backend stream, as is all later work that gets these blocks from
+    // the cache: stream order keeps them apart. Blocks still held are given back when freed (allocator_free).
+    std::vector<std::pair<void*, size_t>> blocks;
+    for (auto& kv : pool->free_lists)
+        for (void* p : kv.second) blocks.emplace_back(p, kv.first);
+    pool->free_lists.clear();
+    const bool empty = pool->owned_blocks == 0;
+    for (auto& [p, cls] : blocks) {
+        disown(a, p, pool, cls);  // may delete the pool with its last block
+        give_back(a, p, cls);
+    }
+    if (empty) delete pool;
 }
 
 void allocator_free(void* ptr) noexcept {
@@ -134,17 +245,19 @@ void allocator_free(void* ptr) noexcept {
     a.live.erase(it);
     a.stats.in_use_bytes -= cls;
     a.stats.in_use_blocks -= 1;
-    if (a.caching) {
-        try {
-            a.free_lists[cls].push_back(ptr);
-            a.stats.cached_bytes += cls;
-            a.stats.cached_blocks += 1;
-            return;
-        } catch (...) {  // no host memory for the list: fall through and free it
+    auto po = a.pool_of.find(ptr);
+    if (po != a.pool_of.end()) {
+        GraphPool* pool = po->second;
+        if (!pool->released) {  // stays the graph's: reused only by its own capture
+            try {
+                pool->free_lists[cls].push_back(ptr);
+                return;
+            } catch (...) {  // no host memory for the list: the block leaves the pool (and the graph) instead
+            }
         }
+        disown(a, ptr, pool, cls);
     }
-    (void)cudaFree(ptr);
-    (void)cudaGetLastError();
+    give_back(a, ptr, cls);
 }
 
 AllocatorStats allocator_stats() {
@@ -230,9 +343,17 @@ void copy_device_to_host(void* dst, const void* src, size_t nbytes) {
     profile::count_device_call();
 }
 
+// On the backend stream (not a synchronous cudaMemcpy): device-to-device copies never block the host anyway,
+// and an asynchronous copy on the stream can be captured into a CUDA graph.
 void copy_device_to_device(void* dst, const void* src, size_t nbytes) {
     require_device();
-    if (nbytes) SDXL_CUDA_CHECK(cudaMemcpy(dst, src, nbytes, cudaMemcpyDeviceToDevice));
+    if (nbytes) SDXL_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice, cuda::stream()));
+    profile::count_device_call();
+}
+
+void cuda_zero(void* dst, size_t nbytes) {
+    require_device();
+    if (nbytes) SDXL_CUDA_CHECK(cudaMemsetAsync(dst, 0, nbytes, cuda::stream()));
     profile::count_device_call();
 }
 
@@ -283,7 +404,11 @@ void cuda_timer_reset() {
 
 namespace sdxl::cuda {
 
-cudaStream_t stream() {
+namespace {
+thread_local cudaStream_t t_stream = nullptr;  // this thread's capture stream while it captures a graph
+}
+
+cudaStream_t main_stream() {
     static cudaStream_t s = [] {
         cudaStream_t created = nullptr;
         SDXL_CUDA_CHECK(cudaStreamCreate(&created));
@@ -291,5 +416,9 @@ cudaStream_t stream() {
     }();
     return s;
 }
+
+cudaStream_t stream() { return t_stream ? t_stream : main_stream(); }
+
+void set_thread_stream(cudaStream_t s) noexcept { t_stream = s; }
 
 }  // namespace sdxl::cuda

@@ -2,6 +2,9 @@
 // by strides, scale, the activations, geglu, concat, upsample_nearest, timestep_embedding.
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <mutex>
+#include <tuple>
 #include <vector>
 
 #include "backends/backend.h"
@@ -119,18 +122,29 @@ Tensor upsample_nearest(const Tensor& x, int64_t out_h, int64_t out_w) {
 }
 
 // t [N] (F32 or I64) -> [N, dim] F32, as the CPU backend.
+// The frequencies on the host with the CPU backend's exact float operations, then uploaded: sin/cos of
+// arguments up to ~1000 would amplify any last-ulp difference in them. Uploaded once per configuration and kept
+// (a few hundred bytes), so that a step copies nothing from the host: a CUDA graph cannot capture that copy.
+Tensor frequencies(int64_t half, float shift, float max_period) {
+    static std::mutex mu;
+    static auto* cache = new std::map<std::tuple<int64_t, float, float>, Tensor>();  // never destroyed
+    std::lock_guard<std::mutex> lock(mu);
+    const auto key = std::make_tuple(half, shift, max_period);
+    auto it = cache->find(key);
+    if (it != cache->end()) return it->second;
+    Tensor freq_host = Tensor::empty({std::max<int64_t>(half, 1)}, DType::F32);
+    const float neg_log = float(-std::log(double(max_period)));
+    const float denom = float(double(half) - double(shift));
+    for (int64_t i = 0; i < half; ++i) freq_host.data<float>()[i] = std::exp((neg_log * float(i)) / denom);
+    return cache->emplace(key, freq_host.to(Device::CUDA)).first->second;
+}
+
 Tensor timestep_embedding(const Tensor& t, int dim, bool flip_sin_to_cos, float downscale_freq_shift, float scale,
                           float max_period) {
     const int64_t n = t.shape()[0], half = dim / 2;
     Tensor out = Tensor::empty({n, dim}, DType::F32, Device::CUDA);
     if (out.numel() == 0) return out;
-    // The frequencies on the host with the CPU backend's exact float operations, then uploaded: sin/cos of
-    // arguments up to ~1000 would amplify any last-ulp difference in them.
-    Tensor freq_host = Tensor::empty({std::max<int64_t>(half, 1)}, DType::F32);
-    const float neg_log = float(-std::log(double(max_period)));
-    const float denom = float(double(half) - double(downscale_freq_shift));
-    for (int64_t i = 0; i < half; ++i) freq_host.data<float>()[i] = std::exp((neg_log * float(i)) / denom);
-    const Tensor freq = freq_host.to(Device::CUDA);
+    const Tensor freq = frequencies(half, downscale_freq_shift, max_period);
     const Tensor tc = t.contiguous();
     TimestepParams p{};
     p.t = tc.raw_data();

@@ -83,6 +83,7 @@ const char* status_name(cublasStatus_t s) {
 struct Api {
     cublasStatus_t (*Create)(cublasHandle_t*);
     cublasStatus_t (*SetStream)(cublasHandle_t, cudaStream_t);
+    cublasStatus_t (*SetWorkspace)(cublasHandle_t, void*, size_t);
     cublasStatus_t (*SetMathMode)(cublasHandle_t, cublasMath_t);
     cublasStatus_t (*GetVersion)(cublasHandle_t, int*);
     cublasStatus_t (*GemmEx)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int, const void*,
@@ -124,7 +125,22 @@ struct Blas {
     bool tf32 = false;
     int version = 0;
     std::mutex mu;  // a cuBLAS handle must not be used by two threads at once
+    // Our own workspace (cuBLAS guide, "CUDA Graphs Support": with a user workspace cuBLAS allocates nothing
+    // during a capture). Never freed, like the handle. cublasSetStream resets it, so it is set again each time
+    // the handle follows another stream (a graph capture's).
+    void* workspace = nullptr;
+    size_t workspace_bytes = 0;
+    cudaStream_t bound = nullptr;
 };
+
+// Points the handle at this thread's stream (the capture stream while capturing), with our workspace. mu held.
+void bind_stream(Blas& b) {
+    const cudaStream_t s = stream();
+    if (b.bound == s) return;
+    SDXL_CUBLAS_CHECK(b.api.SetStream(b.handle, s));
+    SDXL_CUBLAS_CHECK(b.api.SetWorkspace(b.handle, b.workspace, b.workspace_bytes));
+    b.bound = s;
+}
 
 // Created on first use (a failure is thrown, and the next call tries again); never destroyed (the process
 // may exit with work still queued; the driver cleans up).
@@ -135,6 +151,7 @@ Blas& blas() {
         try {
             resolve(s->api.Create, "cublasCreate_v2");
             resolve(s->api.SetStream, "cublasSetStream_v2");
+            resolve(s->api.SetWorkspace, "cublasSetWorkspace_v2");
             resolve(s->api.SetMathMode, "cublasSetMathMode");
             resolve(s->api.GetVersion, "cublasGetVersion_v2");
             resolve(s->api.GemmEx, "cublasGemmEx");
@@ -144,11 +161,22 @@ Blas& blas() {
             if (s->version / 10000 != CUBLAS_VER_MAJOR)
                 fail(ErrorCode::DEVICE_ERROR, "cuBLAS ", s->version, " loaded from ", libs::cublas().path,
                      " is not the major version ", CUBLAS_VER_MAJOR, " this library was compiled against");
-            SDXL_CUBLAS_CHECK(s->api.SetStream(s->handle, stream()));
+            // The guide's recommended sizes: 32 MiB on Hopper (sm_90) and later, 4 MiB before. Plain cudaMalloc,
+            // outside the caching allocator (a graph pool would take it back).
+            int major = 0;
+            if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) != cudaSuccess) major = 0;
+            (void)cudaGetLastError();
+            s->workspace_bytes = size_t(major >= 9 ? 32 : 4) << 20;
+            if (cudaMalloc(&s->workspace, s->workspace_bytes) != cudaSuccess) {
+                (void)cudaGetLastError();
+                fail(ErrorCode::OUT_OF_MEMORY, "cuBLAS: cannot allocate its ", s->workspace_bytes >> 20, " MiB workspace");
+            }
+            bind_stream(*s);
             SDXL_CUBLAS_CHECK(s->api.SetMathMode(
                 s->handle, cublasMath_t(int(CUBLAS_DEFAULT_MATH) | int(CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION))));
             s->tf32 = tf32_enabled();
         } catch (...) {
+            if (s->workspace) (void)cudaFree(s->workspace);
             delete s;  // the handle (if any) leaks: harmless, and only on a failed start
             throw;
         }
@@ -247,6 +275,7 @@ void gemm(const char* op, DType dt, const Operand& a, int64_t stride_a, const Op
     const int im = to_int(m, "M", op), in = to_int(n, "N", op), ik = to_int(k, "K", op);
     const int lda = to_int(a.ld, "lda", op), ldb = to_int(b.ld, "ldb", op), ib = to_int(batch, "batch", op);
     std::lock_guard<std::mutex> lock(bl.mu);
+    bind_stream(bl);
     profile::count_device_call();
     // Column-major view of the row-major product: C^T [N, M] = B^T [N, K] A^T [K, M] (m' = N, n' = M).
     if (batch == 1) {

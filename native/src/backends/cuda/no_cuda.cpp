@@ -25,6 +25,11 @@ void copy_host_to_device(void*, const void*, size_t) { not_compiled(); }
 void copy_device_to_host(void*, const void*, size_t) { not_compiled(); }
 void copy_device_to_device(void*, const void*, size_t) { not_compiled(); }
 void cuda_empty_cache() {}
+void cuda_zero(void*, size_t) { not_compiled(); }
+struct CudaGraph {};
+std::shared_ptr<CudaGraph> cuda_graph_capture(const std::function<void()>&, std::string*) { not_compiled(); }
+void cuda_graph_launch(CudaGraph&) { not_compiled(); }
+size_t cuda_graph_nodes(const CudaGraph&) { return 0; }
 void cuda_strided_copy(void*, const void*, DType, int, const int64_t*, const int64_t*) { not_compiled(); }
 void cuda_convert(void*, DType, const void*, DType, int64_t) { not_compiled(); }
 void cuda_fill_counter_normal(void*, DType, int64_t, uint64_t, float, float) { not_compiled(); }

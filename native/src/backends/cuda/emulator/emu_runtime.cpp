@@ -11,6 +11,17 @@
 //    device memory) as the kind says; cudaMemcpyDefault infers them.
 //  - Streams and events: one in-order device, so every call completes before it returns; streams are
 //    checked handles, events record host time.
+//  - Graphs (stream capture, CUDA Runtime API "Stream Management" / "Graph Management"): while a stream captures,
+//    the work issued to it (kernels, cudaMemcpyAsync/cudaMemsetAsync, event records, the fake libraries' calls) is
+//    recorded as nodes holding copies of their arguments instead of run; cudaGraphLaunch runs the nodes in capture
+//    order. The capture rules are enforced as documented, so that graph-unsafe code fails in CI: "potentially
+//    unsafe" calls (cudaMalloc, cudaFree, cudaDeviceSynchronize, synchronous cudaMemcpy/cudaMemset) are refused
+//    with cudaErrorStreamCaptureUnsupported according to the thread's interaction mode
+//    (cudaThreadExchangeStreamCaptureMode: global, thread-local, relaxed) and the captures' modes, and invalidate
+//    the captures they conflict with; synchronising or querying a capturing stream is refused and invalidates
+//    it; work on the legacy stream while a blocking stream captures is cudaErrorStreamCaptureImplicit; an
+//    asynchronous copy with a host side during capture is refused (host memory here is pageable, which a graph
+//    cannot hold); cudaStreamEndCapture of an invalidated capture returns cudaErrorStreamCaptureInvalidated.
 //  - Errors: cudaGetLastError returns and clears the last error; launch failures and bad device addresses in
 //    kernels or the fake libraries are sticky (every later call fails with them) until reset_device(), as a
 //    corrupted context is on a GPU. cudaGetErrorString gives the detailed message of the last error.
@@ -25,18 +36,51 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "backends/cuda/emulator/emu_internal.h"
 #include "backends/cuda/emulator/emu_runtime.h"
 
+namespace sdxl_emu {
+namespace {
+// A recorded piece of work (see enqueue) and what it was, for messages.
+struct Node {
+    std::string what;
+    std::function<cudaError_t()> work;
+};
+using Nodes = std::vector<Node>;
+
+// One capture sequence (cudaStreamBeginCapture .. cudaStreamEndCapture).
+struct Capture {
+    cudaStreamCaptureMode mode;
+    std::thread::id thread;
+    unsigned long long id;
+    std::shared_ptr<Nodes> nodes = std::make_shared<Nodes>();
+    bool invalidated = false;
+    std::string why;  // what invalidated it
+};
+}  // namespace
+}  // namespace sdxl_emu
+
 struct CUstream_st {
     int id;
+    unsigned flags;  // cudaStreamNonBlocking or 0 (blocking: implicitly ordered with the legacy stream)
+    std::unique_ptr<sdxl_emu::Capture> capture;
 };
 struct CUevent_st {
     bool recorded;
+    bool captured;  // last recorded inside a capture
     std::chrono::steady_clock::time_point when;
+};
+struct CUgraph_st {
+    std::shared_ptr<const sdxl_emu::Nodes> nodes;
+};
+struct CUgraphExec_st {
+    std::shared_ptr<const sdxl_emu::Nodes> nodes;
 };
 
 namespace sdxl_emu {
@@ -74,7 +118,14 @@ struct Runtime {
     std::set<cudaEvent_t> events;
     std::map<const void*, size_t> smem_limits;
     int next_stream = 1;
+    std::set<cudaGraph_t> graphs;
+    std::set<cudaGraphExec_t> execs;
+    unsigned long long next_capture = 1;
+    uint64_t graph_launches = 0, graph_nodes_run = 0;
 };
+
+// The calling thread's stream capture interaction mode (cudaThreadExchangeStreamCaptureMode; global by default).
+thread_local cudaStreamCaptureMode t_capture_mode = cudaStreamCaptureModeGlobal;
 
 Runtime& rt() {
     static Runtime* r = new Runtime();  // never destroyed: frees may come during static destruction
@@ -113,7 +164,101 @@ cudaError_t fail(cudaError_t code, const std::string& message, bool sticky = fal
         if (rt().sticky != cudaSuccess) return rt().sticky;       \
     } while (0)
 
+const char* mode_name(cudaStreamCaptureMode m) {
+    switch (m) {
+        case cudaStreamCaptureModeGlobal: return "global";
+        case cudaStreamCaptureModeThreadLocal: return "thread-local";
+        case cudaStreamCaptureModeRelaxed: return "relaxed";
+    }
+    return "?";
+}
+
+bool is_legacy(cudaStream_t s) { return s == nullptr || s == cudaStreamLegacy; }
+
+void invalidate(Capture& c, const std::string& why) {
+    if (!c.invalidated) {
+        c.invalidated = true;
+        c.why = why;
+    }
+}
+
+// A "potentially unsafe" call (cudaThreadExchangeStreamCaptureMode's documentation): prohibited when the calling
+// thread's mode is not relaxed and it has a capture of its own not begun in relaxed mode, or, for a thread in
+// global mode, when another thread has a capture begun in global mode. The conflicting captures are invalidated.
+// Lock held.
+cudaError_t unsafe_call(const std::string& call) {
+    Runtime& r = rt();
+    const cudaStreamCaptureMode tm = t_capture_mode;
+    if (tm == cudaStreamCaptureModeRelaxed) return cudaSuccess;
+    const auto self = std::this_thread::get_id();
+    std::string which;
+    for (cudaStream_t s : r.streams) {
+        if (!s->capture) continue;
+        Capture& c = *s->capture;
+        const bool mine = c.thread == self && c.mode != cudaStreamCaptureModeRelaxed;
+        const bool others = tm == cudaStreamCaptureModeGlobal && c.thread != self && c.mode == cudaStreamCaptureModeGlobal;
+        if (!mine && !others) continue;
+        invalidate(c, call + " during the capture");
+        which += std::string(which.empty() ? "" : ", ") + "#" + std::to_string(c.id) + " (" + mode_name(c.mode) +
+                 (mine ? " mode, this thread)" : " mode, another thread)");
+    }
+    if (which.empty()) return cudaSuccess;
+    return fail(cudaErrorStreamCaptureUnsupported,
+                "operation not permitted when stream is capturing: " + call +
+                    " is a potentially unsafe call while capture " + which + " is in progress (the calling thread is in " +
+                    mode_name(tm) + " mode); the capture is invalidated");
+}
+
+// Work on the legacy stream waits for every blocking stream: a capturing one cannot be waited for. Lock held.
+cudaError_t legacy_implicit(const std::string& call) {
+    Runtime& r = rt();
+    std::string which;
+    for (cudaStream_t s : r.streams) {
+        if (!s->capture || (s->flags & cudaStreamNonBlocking)) continue;
+        invalidate(*s->capture, call + " on the legacy stream during the capture");
+        which += std::string(which.empty() ? "" : ", ") + "#" + std::to_string(s->capture->id);
+    }
+    if (which.empty()) return cudaSuccess;
+    return fail(cudaErrorStreamCaptureImplicit,
+                "operation would make the legacy stream depend on a capturing blocking stream: " + call +
+                    " while capture " + which + " is in progress; the capture is invalidated");
+}
+
 }  // namespace
+
+cudaError_t enqueue(cudaStream_t stream, const char* what, std::function<cudaError_t()> work) {
+    Runtime& r = rt();
+    std::lock_guard<std::recursive_mutex> g(r.lock);
+    if (r.sticky != cudaSuccess) return r.sticky;
+    if (!stream_valid(stream))
+        return fail(cudaErrorInvalidResourceHandle, std::string("invalid resource handle: ") + what + " on an invalid stream");
+    if (is_legacy(stream)) {
+        if (const cudaError_t e = legacy_implicit(what); e != cudaSuccess) return e;
+    } else if (stream != cudaStreamPerThread && stream->capture) {
+        Capture& c = *stream->capture;
+        if (c.invalidated)
+            return fail(cudaErrorStreamCaptureInvalidated, std::string("operation failed due to a previous error during "
+                        "capture: ") + what + " on a stream whose capture #" + std::to_string(c.id) +
+                        " was invalidated by " + c.why);
+        c.nodes->push_back(Node{what, std::move(work)});
+        return cudaSuccess;
+    }
+    return work();
+}
+
+bool stream_capturing(cudaStream_t stream) {
+    std::lock_guard<std::recursive_mutex> g(rt().lock);
+    return !is_legacy(stream) && stream != cudaStreamPerThread && rt().streams.count(stream) && stream->capture;
+}
+
+uint64_t graph_launches() {
+    std::lock_guard<std::recursive_mutex> g(rt().lock);
+    return rt().graph_launches;
+}
+uint64_t graph_nodes_run() {
+    std::lock_guard<std::recursive_mutex> g(rt().lock);
+    return rt().graph_nodes_run;
+}
 
 std::recursive_mutex& device_lock() { return rt().lock; }
 
@@ -250,6 +395,12 @@ const char* cudaGetErrorName(cudaError_t error) {
         case cudaErrorMisalignedAddress: return "cudaErrorMisalignedAddress";
         case cudaErrorLaunchOutOfResources: return "cudaErrorLaunchOutOfResources";
         case cudaErrorNotSupported: return "cudaErrorNotSupported";
+        case cudaErrorIllegalState: return "cudaErrorIllegalState";
+        case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+        case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+        case cudaErrorStreamCaptureImplicit: return "cudaErrorStreamCaptureImplicit";
+        case cudaErrorStreamCaptureWrongThread: return "cudaErrorStreamCaptureWrongThread";
+        case cudaErrorCapturedEvent: return "cudaErrorCapturedEvent";
         default: return "cudaErrorUnknown (emulator: code not named)";
     }
 }
@@ -336,6 +487,7 @@ cudaError_t cudaRuntimeGetVersion(int* v) {
 cudaError_t cudaDeviceSynchronize(void) {
     SDXL_EMU_STICKY_GUARD();
     std::lock_guard<std::recursive_mutex> g(sdxl_emu::device_lock());
+    if (const cudaError_t e = sdxl_emu::unsafe_call("cudaDeviceSynchronize"); e != cudaSuccess) return e;
     return sdxl_emu::check_redzones() ? cudaSuccess : rt().sticky;
 }
 
@@ -369,6 +521,10 @@ cudaError_t cudaMalloc(void** devPtr, size_t size) {
     if (!devPtr) return fail(cudaErrorInvalidValue, "cudaMalloc: null devPtr");
     auto& r = rt();
     std::lock_guard<std::recursive_mutex> g(r.lock);
+    if (const cudaError_t e = sdxl_emu::unsafe_call("cudaMalloc(" + std::to_string(size) + ")"); e != cudaSuccess) {
+        *devPtr = nullptr;
+        return e;
+    }
     if (size == 0) {  // nothing to allocate: success and a null pointer, as the runtime does
         *devPtr = nullptr;
         return cudaSuccess;
@@ -394,6 +550,7 @@ cudaError_t cudaFree(void* devPtr) {
     if (!devPtr) return cudaSuccess;
     auto& r = rt();
     std::lock_guard<std::recursive_mutex> g(r.lock);
+    if (const cudaError_t e = sdxl_emu::unsafe_call("cudaFree"); e != cudaSuccess) return e;
     const auto u = reinterpret_cast<uintptr_t>(devPtr);
     auto it = r.live.find(u);
     if (it == r.live.end()) {
@@ -432,7 +589,10 @@ cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total) {
     return cudaSuccess;
 }
 
-static cudaError_t copy_checked(void* dst, const void* src, size_t count, cudaMemcpyKind kind, const char* call) {
+// Checks a copy's arguments; `run` false: only checks (a copy being recorded), and reports whether a side is host
+// memory through *host_side.
+static cudaError_t copy_checked(void* dst, const void* src, size_t count, cudaMemcpyKind kind, const char* call,
+                                bool run = true, bool* host_side = nullptr) {
     SDXL_EMU_STICKY_GUARD();
     std::lock_guard<std::recursive_mutex> g(sdxl_emu::device_lock());
     if (count == 0) return cudaSuccess;
@@ -464,58 +624,116 @@ static cudaError_t copy_checked(void* dst, const void* src, size_t count, cudaMe
         m << "invalid argument: " << call << "(" << count << " bytes, kind " << int(kind) << "): " << bad;
         return fail(cudaErrorInvalidValue, m.str());
     }
+    if (host_side) *host_side = !want_dst_dev || !want_src_dev;
+    if (!run) return cudaSuccess;
     std::memmove(dst, src, count);
     if (want_src_dev && !want_dst_dev && !sdxl_emu::check_redzones()) return rt().sticky;
     return cudaSuccess;
 }
 
+// Synchronous copies and sets run on the legacy stream and block the host: potentially unsafe during capture.
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t count, enum cudaMemcpyKind kind) {
+    SDXL_EMU_STICKY_GUARD();
+    std::lock_guard<std::recursive_mutex> g(sdxl_emu::device_lock());
+    if (const cudaError_t e = sdxl_emu::unsafe_call("cudaMemcpy"); e != cudaSuccess) return e;
+    if (const cudaError_t e = sdxl_emu::legacy_implicit("cudaMemcpy"); e != cudaSuccess) return e;
     return copy_checked(dst, src, count, kind, "cudaMemcpy");
 }
 
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, enum cudaMemcpyKind kind, cudaStream_t stream) {
     if (!sdxl_emu::stream_valid(stream)) return fail(cudaErrorInvalidResourceHandle, "cudaMemcpyAsync: invalid stream");
-    return copy_checked(dst, src, count, kind, "cudaMemcpyAsync");
+    std::lock_guard<std::recursive_mutex> g(sdxl_emu::device_lock());
+    bool host_side = false;
+    if (const cudaError_t e = copy_checked(dst, src, count, kind, "cudaMemcpyAsync", false, &host_side); e != cudaSuccess)
+        return e;
+    if (host_side && count && sdxl_emu::stream_capturing(stream)) {
+        sdxl_emu::invalidate(*stream->capture, "a cudaMemcpyAsync with pageable host memory");
+        return fail(cudaErrorStreamCaptureUnsupported,
+                    "operation not permitted when stream is capturing: cudaMemcpyAsync from or to pageable host memory "
+                    "(the emulator has no pinned memory); the capture is invalidated");
+    }
+    return sdxl_emu::enqueue(stream, "cudaMemcpyAsync",
+                             [=] { return copy_checked(dst, src, count, kind, "cudaMemcpyAsync (graph node)"); });
 }
 
-cudaError_t cudaMemset(void* devPtr, int value, size_t count) {
+static cudaError_t set_checked(void* devPtr, int value, size_t count, const char* call) {
     SDXL_EMU_STICKY_GUARD();
     std::string why;
     if (count && !sdxl_emu::device_range_ok(devPtr, count, &why))
-        return fail(cudaErrorInvalidValue, "invalid argument: cudaMemset(" + std::to_string(count) + " bytes): " + why);
+        return fail(cudaErrorInvalidValue, "invalid argument: " + std::string(call) + "(" + std::to_string(count) +
+                                               " bytes): " + why);
     std::lock_guard<std::recursive_mutex> g(sdxl_emu::device_lock());
     if (count) std::memset(devPtr, value, count);
     return cudaSuccess;
 }
 
+cudaError_t cudaMemset(void* devPtr, int value, size_t count) {
+    SDXL_EMU_STICKY_GUARD();
+    std::lock_guard<std::recursive_mutex> g(sdxl_emu::device_lock());
+    if (const cudaError_t e = sdxl_emu::unsafe_call("cudaMemset"); e != cudaSuccess) return e;
+    if (const cudaError_t e = sdxl_emu::legacy_implicit("cudaMemset"); e != cudaSuccess) return e;
+    return set_checked(devPtr, value, count, "cudaMemset");
+}
+
 cudaError_t cudaMemsetAsync(void* devPtr, int value, size_t count, cudaStream_t stream) {
     if (!sdxl_emu::stream_valid(stream)) return fail(cudaErrorInvalidResourceHandle, "cudaMemsetAsync: invalid stream");
-    return cudaMemset(devPtr, value, count);
+    std::string why;
+    if (count && !sdxl_emu::device_range_ok(devPtr, count, &why))
+        return fail(cudaErrorInvalidValue, "invalid argument: cudaMemsetAsync(" + std::to_string(count) + " bytes): " + why);
+    return sdxl_emu::enqueue(stream, "cudaMemsetAsync",
+                             [=] { return set_checked(devPtr, value, count, "cudaMemsetAsync (graph node)"); });
 }
 
 // ------------------------------------------------------------------------------------------------ streams, events
 
-cudaError_t cudaStreamCreate(cudaStream_t* pStream) {
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* pStream, unsigned int flags) {
     if (!pStream) return fail(cudaErrorInvalidValue, "cudaStreamCreate: null pStream");
+    if (flags & ~unsigned(cudaStreamNonBlocking)) return fail(cudaErrorInvalidValue, "cudaStreamCreateWithFlags: bad flags");
     std::lock_guard<std::recursive_mutex> g(rt().lock);
-    auto* s = new CUstream_st{rt().next_stream++};
+    auto* s = new CUstream_st{rt().next_stream++, flags, nullptr};
     rt().streams.insert(s);
     *pStream = s;
     return cudaSuccess;
 }
 
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t* pStream, unsigned int) { return cudaStreamCreate(pStream); }
+cudaError_t cudaStreamCreate(cudaStream_t* pStream) { return cudaStreamCreateWithFlags(pStream, cudaStreamDefault); }
 
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
     std::lock_guard<std::recursive_mutex> g(rt().lock);
-    if (!rt().streams.erase(stream)) return fail(cudaErrorInvalidResourceHandle, "cudaStreamDestroy: invalid stream");
-    delete stream;
+    if (sdxl_emu::is_legacy(stream) || stream == cudaStreamPerThread || !rt().streams.erase(stream))
+        return fail(cudaErrorInvalidResourceHandle, "cudaStreamDestroy: invalid stream");
+    delete stream;  // a capture in progress is abandoned with it
+    return cudaSuccess;
+}
+
+// Synchronising (or querying) a capturing stream is not permitted and invalidates its capture; the legacy
+// stream waits for blocking streams, so it cannot be synchronised while one of them captures.
+static cudaError_t sync_guard(cudaStream_t stream, const char* call) {
+    if (sdxl_emu::is_legacy(stream)) return sdxl_emu::legacy_implicit(call);
+    if (stream != cudaStreamPerThread && stream->capture) {
+        sdxl_emu::invalidate(*stream->capture, std::string(call) + " of the capturing stream");
+        return fail(cudaErrorStreamCaptureUnsupported, std::string("operation not permitted when stream is capturing: ") +
+                                                           call + " of a capturing stream; the capture is invalidated");
+    }
     return cudaSuccess;
 }
 
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
     if (!sdxl_emu::stream_valid(stream)) return fail(cudaErrorInvalidResourceHandle, "cudaStreamSynchronize: invalid stream");
-    return cudaDeviceSynchronize();
+    {
+        std::lock_guard<std::recursive_mutex> g(rt().lock);
+        if (const cudaError_t e = sync_guard(stream, "cudaStreamSynchronize"); e != cudaSuccess) return e;
+    }
+    SDXL_EMU_STICKY_GUARD();
+    std::lock_guard<std::recursive_mutex> g(sdxl_emu::device_lock());
+    return sdxl_emu::check_redzones() ? cudaSuccess : rt().sticky;
+}
+
+cudaError_t cudaStreamQuery(cudaStream_t stream) {
+    if (!sdxl_emu::stream_valid(stream)) return fail(cudaErrorInvalidResourceHandle, "cudaStreamQuery: invalid stream");
+    std::lock_guard<std::recursive_mutex> g(rt().lock);
+    if (const cudaError_t e = sync_guard(stream, "cudaStreamQuery"); e != cudaSuccess) return e;
+    return rt().sticky;  // everything issued has completed
 }
 
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int) {
@@ -525,10 +743,140 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned
     return cudaSuccess;  // in order already
 }
 
+// ------------------------------------------------------------------------------------------------ stream capture, graphs
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMode mode) {
+    std::lock_guard<std::recursive_mutex> g(rt().lock);
+    if (!sdxl_emu::stream_valid(stream)) return fail(cudaErrorInvalidResourceHandle, "cudaStreamBeginCapture: invalid stream");
+    if (sdxl_emu::is_legacy(stream) || stream == cudaStreamPerThread)
+        return fail(cudaErrorStreamCaptureUnsupported, "operation not permitted when stream is capturing: "
+                                                       "cudaStreamBeginCapture on the legacy/per-thread default stream");
+    if (mode != cudaStreamCaptureModeGlobal && mode != cudaStreamCaptureModeThreadLocal && mode != cudaStreamCaptureModeRelaxed)
+        return fail(cudaErrorInvalidValue, "cudaStreamBeginCapture: invalid mode " + std::to_string(int(mode)));
+    if (stream->capture) return fail(cudaErrorIllegalState, "cudaStreamBeginCapture: the stream is already capturing");
+    stream->capture.reset(new sdxl_emu::Capture{mode, std::this_thread::get_id(), rt().next_capture++});
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* pGraph) {
+    std::lock_guard<std::recursive_mutex> g(rt().lock);
+    if (!pGraph) return fail(cudaErrorInvalidValue, "cudaStreamEndCapture: null pGraph");
+    if (!sdxl_emu::stream_valid(stream) || sdxl_emu::is_legacy(stream) || stream == cudaStreamPerThread)
+        return fail(cudaErrorInvalidResourceHandle, "cudaStreamEndCapture: invalid stream");
+    if (!stream->capture) return fail(cudaErrorIllegalState, "cudaStreamEndCapture: the stream is not capturing");
+    sdxl_emu::Capture& c = *stream->capture;
+    if (c.mode != cudaStreamCaptureModeRelaxed && c.thread != std::this_thread::get_id())
+        return fail(cudaErrorStreamCaptureWrongThread,
+                    std::string("cudaStreamEndCapture from another thread than the one that began the ") +
+                        sdxl_emu::mode_name(c.mode) + " mode capture");
+    std::unique_ptr<sdxl_emu::Capture> ended = std::move(stream->capture);
+    *pGraph = nullptr;
+    if (ended->invalidated)
+        return fail(cudaErrorStreamCaptureInvalidated, "capture #" + std::to_string(ended->id) +
+                                                           " was invalidated by " + ended->why);
+    auto* graph = new CUgraph_st{ended->nodes};
+    rt().graphs.insert(graph);
+    *pGraph = graph;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, enum cudaStreamCaptureStatus* pCaptureStatus) {
+    std::lock_guard<std::recursive_mutex> g(rt().lock);
+    if (!pCaptureStatus) return fail(cudaErrorInvalidValue, "cudaStreamIsCapturing: null status");
+    if (!sdxl_emu::stream_valid(stream)) return fail(cudaErrorInvalidResourceHandle, "cudaStreamIsCapturing: invalid stream");
+    if (sdxl_emu::is_legacy(stream)) {  // documented: an error while a blocking stream captures
+        for (cudaStream_t s : rt().streams)
+            if (s->capture && !(s->flags & cudaStreamNonBlocking))
+                return fail(cudaErrorStreamCaptureImplicit,
+                            "cudaStreamIsCapturing(legacy stream) while a blocking stream captures");
+        *pCaptureStatus = cudaStreamCaptureStatusNone;
+        return cudaSuccess;
+    }
+    *pCaptureStatus = stream == cudaStreamPerThread || !stream->capture ? cudaStreamCaptureStatusNone
+                      : stream->capture->invalidated ? cudaStreamCaptureStatusInvalidated
+                                                     : cudaStreamCaptureStatusActive;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamGetCaptureInfo(cudaStream_t stream, enum cudaStreamCaptureStatus* captureStatus_out,
+                                     unsigned long long* id_out, cudaGraph_t* graph_out,
+                                     const cudaGraphNode_t** dependencies_out, const cudaGraphEdgeData** edgeData_out,
+                                     size_t* numDependencies_out) {
+    if (const cudaError_t e = cudaStreamIsCapturing(stream, captureStatus_out); e != cudaSuccess) return e;
+    std::lock_guard<std::recursive_mutex> g(rt().lock);
+    const bool on = *captureStatus_out != cudaStreamCaptureStatusNone;
+    if (id_out && on) *id_out = stream->capture->id;
+    if (graph_out) *graph_out = nullptr;  // the graph under construction is not exposed by the emulator
+    if (dependencies_out) *dependencies_out = nullptr;
+    if (edgeData_out) *edgeData_out = nullptr;
+    if (numDependencies_out) *numDependencies_out = 0;
+    return cudaSuccess;
+}
+
+cudaError_t cudaThreadExchangeStreamCaptureMode(enum cudaStreamCaptureMode* mode) {
+    if (!mode) return fail(cudaErrorInvalidValue, "cudaThreadExchangeStreamCaptureMode: null mode");
+    if (*mode != cudaStreamCaptureModeGlobal && *mode != cudaStreamCaptureModeThreadLocal &&
+        *mode != cudaStreamCaptureModeRelaxed)
+        return fail(cudaErrorInvalidValue, "cudaThreadExchangeStreamCaptureMode: invalid mode");
+    std::swap(*mode, sdxl_emu::t_capture_mode);
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* pGraphExec, cudaGraph_t graph, unsigned long long flags) {
+    std::lock_guard<std::recursive_mutex> g(rt().lock);
+    if (!pGraphExec || !rt().graphs.count(graph))
+        return fail(cudaErrorInvalidValue, "cudaGraphInstantiate: null pGraphExec or invalid graph");
+    const unsigned long long known = cudaGraphInstantiateFlagAutoFreeOnLaunch | cudaGraphInstantiateFlagUpload |
+                                     cudaGraphInstantiateFlagDeviceLaunch | cudaGraphInstantiateFlagUseNodePriority;
+    if (flags & ~known) return fail(cudaErrorInvalidValue, "cudaGraphInstantiate: unknown flags " + std::to_string(flags));
+    auto* exec = new CUgraphExec_st{graph->nodes};  // the exec keeps the nodes: the graph may be destroyed first
+    rt().execs.insert(exec);
+    *pGraphExec = exec;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream) {
+    std::lock_guard<std::recursive_mutex> g(rt().lock);
+    if (!rt().execs.count(graphExec)) return fail(cudaErrorInvalidValue, "cudaGraphLaunch: invalid graph exec");
+    std::shared_ptr<const sdxl_emu::Nodes> nodes = graphExec->nodes;
+    return sdxl_emu::enqueue(stream, "cudaGraphLaunch", [nodes] {
+        rt().graph_launches += 1;
+        for (const sdxl_emu::Node& n : *nodes) {
+            rt().graph_nodes_run += 1;
+            if (const cudaError_t e = n.work(); e != cudaSuccess) return e;
+        }
+        return cudaSuccess;
+    });
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t graphExec) {
+    std::lock_guard<std::recursive_mutex> g(rt().lock);
+    if (!rt().execs.erase(graphExec)) return fail(cudaErrorInvalidValue, "cudaGraphExecDestroy: invalid graph exec");
+    delete graphExec;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+    std::lock_guard<std::recursive_mutex> g(rt().lock);
+    if (!rt().graphs.erase(graph)) return fail(cudaErrorInvalidValue, "cudaGraphDestroy: invalid graph");
+    delete graph;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphGetNodes(cudaGraph_t graph, cudaGraphNode_t* nodes, size_t* numNodes) {
+    std::lock_guard<std::recursive_mutex> g(rt().lock);
+    if (!numNodes || !rt().graphs.count(graph)) return fail(cudaErrorInvalidValue, "cudaGraphGetNodes: invalid argument");
+    if (nodes) {  // node handles are not emulated: only the count is
+        return fail(cudaErrorNotSupported, "cudaGraphGetNodes: the emulator reports only the node count (nodes = NULL)");
+    }
+    *numNodes = graph->nodes->size();
+    return cudaSuccess;
+}
+
 cudaError_t cudaEventCreate(cudaEvent_t* event) {
     if (!event) return fail(cudaErrorInvalidValue, "cudaEventCreate: null event");
     std::lock_guard<std::recursive_mutex> g(rt().lock);
-    auto* e = new CUevent_st{false, {}};
+    auto* e = new CUevent_st{false, false, {}};
     rt().events.insert(e);
     *event = e;
     return cudaSuccess;
@@ -540,14 +888,22 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
     std::lock_guard<std::recursive_mutex> g(rt().lock);
     if (!rt().events.count(event) || !sdxl_emu::stream_valid(stream))
         return fail(cudaErrorInvalidResourceHandle, "cudaEventRecord: invalid event or stream");
-    event->recorded = true;
-    event->when = std::chrono::steady_clock::now();
-    return cudaSuccess;
+    const bool capturing = sdxl_emu::stream_capturing(stream);
+    const cudaError_t e = sdxl_emu::enqueue(stream, "cudaEventRecord", [event] {
+        event->recorded = true;  // (an event destroyed before a replay is the caller's bug, as on a GPU)
+        event->captured = false;
+        event->when = std::chrono::steady_clock::now();
+        return cudaSuccess;
+    });
+    if (e == cudaSuccess && capturing) event->captured = true;
+    return e;
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
     std::lock_guard<std::recursive_mutex> g(rt().lock);
     if (!rt().events.count(event)) return fail(cudaErrorInvalidResourceHandle, "cudaEventSynchronize: invalid event");
+    if (event->captured)
+        return fail(cudaErrorCapturedEvent, "cudaEventSynchronize of an event last recorded in a capturing stream");
     return cudaSuccess;
 }
 

@@ -8,8 +8,11 @@
 // past an allocation, and freed blocks are reported), and copies check their cudaMemcpyKind.
 #pragma once
 
+#include <cuda_runtime_api.h>
+
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace sdxl_emu {
@@ -33,5 +36,20 @@ size_t device_bytes_in_use();  // live allocations, in bytes as requested
 // Clears a sticky error (a kernel fault, an illegal address) so that a test can go on after provoking one.
 // On a GPU such an error lasts until the process ends.
 void reset_device();
+
+// Work issued to `stream` by the fake runtime, the SIMT launcher and the fake libraries: run now, or, while the
+// stream captures a graph (cudaStreamBeginCapture), recorded as a node that each cudaGraphLaunch runs again, in
+// capture order. `work` must therefore hold copies of its arguments (host scalars by value). Work on the legacy
+// stream while a blocking stream captures fails with cudaErrorStreamCaptureImplicit and invalidates that capture;
+// work on a stream whose capture was invalidated fails with cudaErrorStreamCaptureInvalidated. Returns
+// cudaSuccess or the error (also what the next cudaGetLastError() returns).
+cudaError_t enqueue(cudaStream_t stream, const char* what, std::function<cudaError_t()> work);
+
+// Whether `stream` is capturing now (a fake library uses it to decide whether it may allocate).
+bool stream_capturing(cudaStream_t stream);
+
+// Graphs launched so far (cudaGraphLaunch) and nodes they ran: tests check that a replay really was one.
+uint64_t graph_launches();
+uint64_t graph_nodes_run();
 
 }  // namespace sdxl_emu

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "backends/cuda/emulator/emu_internal.h"
+#include "backends/cuda/emulator/emu_runtime.h"
 
 // In a ThreadSanitizer build this file itself is compiled without instrumentation (CMakeLists.txt passes
 // -fno-sanitize=thread -DSDXL_EMU_TSAN=1): the engine's state is handed between fibers by the switches, an order
@@ -599,14 +600,9 @@ uint64_t collective(Collective kind, unsigned mask, uint64_t bits, int lane_arg,
 }
 }  // namespace
 
-cudaError_t run_grid(const void* kernel, dim3 grid, dim3 block, size_t dynamic_smem, cudaStream_t stream,
-                     void (*body)(void*), void* ctx) {
-    std::lock_guard<std::recursive_mutex> lock(device_lock());
-    if (const cudaError_t sticky = sticky_error(); sticky != cudaSuccess) return sticky;
-    if (!stream_valid(stream)) {  // one in-order device: every valid stream runs in issue order
-        set_error(cudaErrorInvalidResourceHandle, "invalid resource handle: kernel launch on a destroyed stream", false);
-        return cudaErrorInvalidResourceHandle;
-    }
+namespace {
+// The launch's configuration against the device's limits (lock held).
+cudaError_t check_launch(const void* kernel, dim3 grid, dim3 block, size_t dynamic_smem) {
     std::ostringstream cfg;
     cfg << "grid (" << grid.x << "," << grid.y << "," << grid.z << "), block (" << block.x << "," << block.y << ","
         << block.z << ")";
@@ -631,6 +627,33 @@ cudaError_t run_grid(const void* kernel, dim3 grid, dim3 block, size_t dynamic_s
                   false);
         return cudaErrorInvalidValue;
     }
+    return cudaSuccess;
+}
+}  // namespace
+
+cudaError_t submit_grid(const void* kernel, dim3 grid, dim3 block, size_t dynamic_smem, cudaStream_t stream,
+                        void (*body)(void*), std::shared_ptr<void> ctx) {
+    std::lock_guard<std::recursive_mutex> lock(device_lock());
+    if (const cudaError_t sticky = sticky_error(); sticky != cudaSuccess) return sticky;
+    if (!stream_valid(stream)) {  // one in-order device: every valid stream runs in issue order
+        set_error(cudaErrorInvalidResourceHandle, "invalid resource handle: kernel launch on a destroyed stream", false);
+        return cudaErrorInvalidResourceHandle;
+    }
+    if (const cudaError_t e = check_launch(kernel, grid, block, dynamic_smem); e != cudaSuccess) return e;
+    // The node runs on whatever stream the graph is launched on: the capturing stream may be gone by then.
+    return enqueue(stream, "kernel launch", [=] { return run_grid(kernel, grid, block, dynamic_smem, nullptr, body, ctx.get()); });
+}
+
+cudaError_t run_grid(const void* kernel, dim3 grid, dim3 block, size_t dynamic_smem, cudaStream_t stream,
+                     void (*body)(void*), void* ctx) {
+    std::lock_guard<std::recursive_mutex> lock(device_lock());
+    if (const cudaError_t sticky = sticky_error(); sticky != cudaSuccess) return sticky;
+    if (!stream_valid(stream)) {
+        set_error(cudaErrorInvalidResourceHandle, "invalid resource handle: kernel launch on a destroyed stream", false);
+        return cudaErrorInvalidResourceHandle;
+    }
+    if (const cudaError_t e = check_launch(kernel, grid, block, dynamic_smem); e != cudaSuccess) return e;
+    const uint64_t threads = uint64_t(block.x) * block.y * block.z;
     Engine& e = engine();
     if (!allocate_stacks(e)) {
         set_error(cudaErrorLaunchOutOfResources, "too many resources requested for launch: the emulator cannot "

@@ -33,6 +33,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -113,8 +114,13 @@ void warp_gather(unsigned mask, const void* mine, size_t bytes, void* all, const
 cudaError_t run_grid(const void* kernel, dim3 grid, dim3 block, size_t dynamic_smem, cudaStream_t stream,
                      void (*body)(void*), void* ctx);
 
+// A launch on `stream`: the configuration is checked at once (as cudaLaunchKernel does); the grid then runs now,
+// or, while the stream captures a graph, becomes a node that runs at every cudaGraphLaunch (ctx is kept alive).
+cudaError_t submit_grid(const void* kernel, dim3 grid, dim3 block, size_t dynamic_smem, cudaStream_t stream,
+                        void (*body)(void*), std::shared_ptr<void> ctx);
+
 // A launch: the arguments are converted to the kernel's parameter types once (as CUDA copies them into the
-// parameter space), and every thread calls the kernel with its own copy of them.
+// parameter space; a captured launch keeps that copy), and every thread calls the kernel with its own copy.
 template <typename... Params, typename... Args>
 cudaError_t launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
                    Args&&... args) {
@@ -127,8 +133,8 @@ cudaError_t launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem
             std::apply([c](const auto&... p) { c->kernel(p...); }, c->params);
         }
     };
-    Call call{kernel, Tuple(std::forward<Args>(args)...)};
-    return run_grid(reinterpret_cast<const void*>(kernel), grid, block, smem, stream, &Call::run, &call);
+    auto call = std::make_shared<Call>(Call{kernel, Tuple(std::forward<Args>(args)...)});
+    return submit_grid(reinterpret_cast<const void*>(kernel), grid, block, smem, stream, &Call::run, std::move(call));
 }
 
 template <typename T>

@@ -3,7 +3,13 @@
 // Library User Guide (cited below as "cuBLAS guide", with the section of the function concerned). Nothing here
 // is derived from NVIDIA's code; the real headers are included so that the compiler checks every signature.
 //
-// The emulated device runs everything synchronously and in order, so a stream is only remembered. Device memory
+// The emulated device runs everything synchronously and in order, so a stream is only remembered, except that
+// while it captures a graph a GEMM is recorded as a node (sdxl_emu::enqueue) with copies of its arguments (host
+// scalars by value, as cuBLAS reads them at the call). Workspace (cuBLAS guide, "cublasSetWorkspace()",
+// "cublasSetStream()" and "CUDA Graphs Support"): a user workspace set with cublasSetWorkspace is used until
+// cublasSetStream resets the handle to the library's default pool; a GEMM on a capturing stream without a user
+// workspace makes the fake allocate its default workspace with cudaMalloc, which stream capture refuses outside
+// relaxed mode, so code that forgets the workspace fails its capture here as it may on a GPU. Device memory
 // is host memory handed out by the emulator's cudaMalloc: every pointer the call dereferences is first checked
 // against the emulator's allocation table (emu_runtime.h) over the exact element range the call touches; a bad
 // one is reported as cudaErrorIllegalAddress (700) and the call returns CUBLAS_STATUS_EXECUTION_FAILED, which is
@@ -27,6 +33,8 @@
 #include <string>
 #include <vector>
 
+#include <cuda_runtime_api.h>
+
 #include "backends/cuda/emulator/emu_runtime.h"
 #include "backends/cuda/emulator/fake_common.h"
 #include "backends/cuda/emulator/fake_gemm.h"
@@ -36,6 +44,9 @@ struct cublasContext {
     cudaStream_t stream = nullptr;
     cublasMath_t math = CUBLAS_DEFAULT_MATH;
     cublasPointerMode_t pointer_mode = CUBLAS_POINTER_MODE_HOST;
+    void* workspace = nullptr;          // user workspace (cublasSetWorkspace), null: the default pool
+    size_t workspace_bytes = 0;
+    std::vector<void*> default_pool;    // what the default pool allocated (freed by cublasDestroy)
 };
 
 namespace {
@@ -50,6 +61,18 @@ using sdxl_emu::fill_panel;
 using sdxl_emu::gemm_accumulate;
 using sdxl_emu::operand_extent;
 using sdxl_emu::round_inputs;
+
+// alpha/beta: __half for CUBLAS_COMPUTE_16F, float otherwise (the scaleType of each configuration).
+float read_scalar(const void* p, bool half) {
+    if (half) {
+        uint16_t h;
+        std::memcpy(&h, p, 2);
+        return sdxl::f16_to_f32(h);
+    }
+    float f;
+    std::memcpy(&f, p, 4);
+    return f;
+}
 
 // Live handles (fake_common.h).
 sdxl_emu::LiveHandles<cublasContext>& handles() { return sdxl_emu::LiveHandles<cublasContext>::instance(); }
@@ -162,17 +185,10 @@ cublasStatus_t gemm(const char* call, cublasHandle_t handle, cublasOperation_t t
             !device_ok(call, "beta", beta, scalar_size, "scalar"))
             return CUBLAS_STATUS_EXECUTION_FAILED;
     }
-    auto scalar = [&](const void* p) {
-        if (cfg.half_scalars) {
-            uint16_t h;
-            std::memcpy(&h, p, 2);
-            return sdxl::f16_to_f32(h);
-        }
-        float f;
-        std::memcpy(&f, p, 4);
-        return f;
-    };
-    const float a_s = scalar(alpha), b_s = scalar(beta);
+    // Host scalars are read now (a captured call keeps their values); device scalars when the GEMM runs.
+    const bool device_scalars = handle->pointer_mode == CUBLAS_POINTER_MODE_DEVICE;
+    const float host_a = device_scalars ? 0.0f : read_scalar(alpha, cfg.half_scalars);
+    const float host_b = device_scalars ? 0.0f : read_scalar(beta, cfg.half_scalars);
 
     // Device ranges. A is stored lda x (ta ? m : k) and op(A) reads (ta ? k : m) rows of each stored column;
     // B likewise; C is ldc x n with m rows read/written. A and B are not read when k == 0 (C = beta * C).
@@ -205,7 +221,15 @@ cublasStatus_t gemm(const char* call, cublasHandle_t handle, cublasOperation_t t
             return CUBLAS_STATUS_EXECUTION_FAILED;
     }
 
-    try {
+    // Without a user workspace, work on a capturing stream draws on the default pool: a cudaMalloc (see top).
+    if (!handle->workspace && sdxl_emu::stream_capturing(handle->stream)) {
+        void* pool = nullptr;
+        if (cudaMalloc(&pool, size_t(1) << 20) != cudaSuccess) return CUBLAS_STATUS_ALLOC_FAILED;
+        handle->default_pool.push_back(pool);
+    }
+    auto run = [=]() -> cudaError_t {
+        const float a_s = device_scalars ? read_scalar(alpha, cfg.half_scalars) : host_a;
+        const float b_s = device_scalars ? read_scalar(beta, cfg.half_scalars) : host_b;
         std::vector<float> Af(k > 0 ? size_t(m) * size_t(k) : 0), Bf(k > 0 ? size_t(k) * size_t(n) : 0);
         std::vector<float> acc(size_t(m) * size_t(n));
         const void* last_a = nullptr;
@@ -241,6 +265,11 @@ cublasStatus_t gemm(const char* call, cublasHandle_t handle, cublasOperation_t t
                 }
             }
         }
+        return cudaSuccess;
+    };
+    try {
+        const cudaError_t e = sdxl_emu::enqueue(handle->stream, call, std::move(run));
+        if (e != cudaSuccess) return CUBLAS_STATUS_EXECUTION_FAILED;
     } catch (const std::bad_alloc&) {
         return CUBLAS_STATUS_ALLOC_FAILED;  // the host memory behind the emulated device ran out
     }
@@ -265,6 +294,7 @@ cublasStatus_t CUBLASWINAPI cublasCreate_v2(cublasHandle_t* handle) {
 // cuBLAS guide, "cublasDestroy()": NOT_INITIALIZED when the library was not initialized (here: not a live handle).
 cublasStatus_t CUBLASWINAPI cublasDestroy_v2(cublasHandle_t handle) {
     if (!handles().remove(handle)) return CUBLAS_STATUS_NOT_INITIALIZED;
+    for (void* p : handle->default_pool) (void)cudaFree(p);
     delete handle;
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -292,6 +322,23 @@ cublasStatus_t CUBLASWINAPI cublasGetProperty(libraryPropertyType type, int* val
 cublasStatus_t CUBLASWINAPI cublasSetStream_v2(cublasHandle_t handle, cudaStream_t streamId) {
     if (!live(handle)) return CUBLAS_STATUS_NOT_INITIALIZED;
     handle->stream = streamId;
+    handle->workspace = nullptr;  // "unconditionally resets the cuBLAS library workspace back to the default pool"
+    handle->workspace_bytes = 0;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+// cuBLAS guide, "cublasSetWorkspace()": the user-owned device buffer used by all later calls on the current
+// stream, until cublasSetStream resets it. INVALID_VALUE when the pointer is not 256-byte aligned (the guide
+// requires at least that alignment) or a non-zero size comes with a NULL pointer; the buffer must be device memory
+// of that size (checked here: EXECUTION_FAILED and an illegal address otherwise).
+cublasStatus_t CUBLASWINAPI cublasSetWorkspace_v2(cublasHandle_t handle, void* workspace, size_t workspaceSizeInBytes) {
+    if (!live(handle)) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if ((!workspace && workspaceSizeInBytes) || reinterpret_cast<uintptr_t>(workspace) % 256 != 0)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    if (workspace && !device_ok("cublasSetWorkspace", "workspace", workspace, workspaceSizeInBytes, "buffer"))
+        return CUBLAS_STATUS_EXECUTION_FAILED;
+    handle->workspace = workspace;
+    handle->workspace_bytes = workspaceSizeInBytes;
     return CUBLAS_STATUS_SUCCESS;
 }
 

@@ -522,7 +522,6 @@ cublasStatus_t CUBLASWINAPI cublasLtMatmul(cublasLtHandle_t lightHandle, cublasL
                                            const void* C, cublasLtMatrixLayout_t Cdesc, void* D,
                                            cublasLtMatrixLayout_t Ddesc, const cublasLtMatmulAlgo_t* algo,
                                            void* workspace, size_t workspaceSizeInBytes, cudaStream_t stream) {
-    (void)stream;  // the emulated device runs everything in order
     const char* call = "cublasLtMatmul";
     if (!live_handle(lightHandle)) return CUBLAS_STATUS_NOT_INITIALIZED;
     if (!alpha || !beta) return CUBLAS_STATUS_INVALID_VALUE;
@@ -609,41 +608,52 @@ cublasStatus_t CUBLASWINAPI cublasLtMatmul(cublasLtHandle_t lightHandle, cublasL
         if (!device_ok(call, "bias", static_cast<const char*>(d->bias) + lo * int64_t(cd_size), bytes, "vector"))
             return CUBLAS_STATUS_EXECUTION_FAILED;
     }
-    if (needs.workspace > 0) {
-        if (!device_ok(call, "workspace", workspace, size_t(needs.workspace), "workspace"))
-            return CUBLAS_STATUS_EXECUTION_FAILED;
-        std::memset(workspace, 0xff, size_t(needs.workspace));  // scratch: NaN bytes, as the emulator's fresh memory
-    }
+    if (needs.workspace > 0 && !device_ok(call, "workspace", workspace, size_t(needs.workspace), "workspace"))
+        return CUBLAS_STATUS_EXECUTION_FAILED;
 
-    try {
+    // The product runs now, or, while `stream` captures a graph, as a node with copies of everything it reads
+    // from the descriptors (sdxl_emu::enqueue; the host scalars were read above, at the call, as cuBLASLt does).
+    const int64_t a_ld = p.A->ld, a_bs = p.A->batch_stride, b_ld = p.B->ld, b_bs = p.B->batch_stride;
+    const int64_t c_ld = p.C->ld, c_bs = p.C->batch_stride, d_ld = p.D->ld, d_bs = p.D->batch_stride;
+    const void* bias_ptr = bias ? d->bias : nullptr;
+    const int64_t bias_bs = d->bias_batch_stride;
+    const auto ab = p.ab, cd = p.cd;
+    const bool ta = p.ta, tb = p.tb;
+    const auto rounding = p.rounding;
+    const size_t ws_bytes = size_t(needs.workspace);
+    auto run = [=]() -> cudaError_t {
+        if (ws_bytes > 0) std::memset(workspace, 0xff, ws_bytes);  // scratch: NaN bytes, as fresh emulator memory
         std::vector<float> Af(k > 0 ? size_t(m) * size_t(k) : 0), Bf(k > 0 ? size_t(k) * size_t(n) : 0);
         std::vector<float> acc(size_t(m) * size_t(n)), out(size_t(m) * size_t(n));
         for (int64_t bi = 0; bi < batches; ++bi) {
-            const void* a = static_cast<const char*>(A) + bi * p.A->batch_stride * int64_t(ab_size);
-            const void* b = static_cast<const char*>(B) + bi * p.B->batch_stride * int64_t(ab_size);
-            const void* c = static_cast<const char*>(C) + bi * p.C->batch_stride * int64_t(cd_size);
-            void* dd = static_cast<char*>(D) + bi * p.D->batch_stride * int64_t(cd_size);
-            const void* bv = bias ? static_cast<const char*>(d->bias) + bi * d->bias_batch_stride * int64_t(cd_size)
-                                  : nullptr;
+            const void* a = static_cast<const char*>(A) + bi * a_bs * int64_t(ab_size);
+            const void* b = static_cast<const char*>(B) + bi * b_bs * int64_t(ab_size);
+            const void* c = static_cast<const char*>(C) + bi * c_bs * int64_t(cd_size);
+            void* dd = static_cast<char*>(D) + bi * d_bs * int64_t(cd_size);
+            const void* bv = bias_ptr ? static_cast<const char*>(bias_ptr) + bi * bias_bs * int64_t(cd_size) : nullptr;
             std::fill(acc.begin(), acc.end(), 0.0f);
             if (k > 0) {
-                fill_panel(Af.data(), a, p.ab, p.ta, m, k, p.A->ld);
-                round_inputs(Af.data(), Af.size(), p.rounding);
-                fill_panel(Bf.data(), b, p.ab, p.tb, k, n, p.B->ld);
-                round_inputs(Bf.data(), Bf.size(), p.rounding);
+                fill_panel(Af.data(), a, ab, ta, m, k, a_ld);
+                round_inputs(Af.data(), Af.size(), rounding);
+                fill_panel(Bf.data(), b, ab, tb, k, n, b_ld);
+                round_inputs(Bf.data(), Bf.size(), rounding);
                 gemm_accumulate(m, n, k, Af.data(), Bf.data(), acc.data());
             }
             // All of C is read before any of D is written: an out-of-place C that overlaps D still reads its inputs.
             for (int64_t j = 0; j < n; ++j)
                 for (int64_t i = 0; i < m; ++i) {
                     float v = a_s * acc[size_t(j * m + i)];
-                    if (read_c) v += b_s * load(c, j * p.C->ld + i, p.cd);
-                    if (bias) v += load(bv, i, p.cd);
+                    if (read_c) v += b_s * load(c, j * c_ld + i, cd);
+                    if (bv) v += load(bv, i, cd);
                     out[size_t(j * m + i)] = v;
                 }
             for (int64_t j = 0; j < n; ++j)
-                for (int64_t i = 0; i < m; ++i) store(dd, j * p.D->ld + i, p.cd, out[size_t(j * m + i)]);
+                for (int64_t i = 0; i < m; ++i) store(dd, j * d_ld + i, cd, out[size_t(j * m + i)]);
         }
+        return cudaSuccess;
+    };
+    try {
+        if (sdxl_emu::enqueue(stream, call, std::move(run)) != cudaSuccess) return CUBLAS_STATUS_EXECUTION_FAILED;
     } catch (const std::bad_alloc&) {
         return CUBLAS_STATUS_ALLOC_FAILED;  // the host memory behind the emulated device ran out
     }

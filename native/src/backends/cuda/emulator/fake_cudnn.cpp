@@ -4,7 +4,8 @@
 // Nothing here is derived from NVIDIA's code; the real headers are included so that the compiler checks every
 // signature and enum value.
 //
-// The emulated device runs everything synchronously and in order, so a stream is only remembered. Device memory
+// The emulated device runs everything synchronously and in order, so a stream is only remembered (while it
+// captures a graph, cudnnConvolutionForward is recorded as a node instead of run: sdxl_emu::enqueue). Device memory
 // is host memory handed out by the emulator's cudaMalloc: every pointer the forward convolution dereferences
 // (x, w, y and the workspace it needs) is first checked against the emulator's allocation table (emu_runtime.h)
 // over the exact byte range the call touches; a bad one is reported as cudaErrorIllegalAddress (700) and the call
@@ -25,6 +26,10 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <cuda_runtime_api.h>
+
+#include <memory>
 
 #include "backends/cuda/emulator/emu_runtime.h"
 #include "backends/cuda/emulator/fake_common.h"
@@ -746,8 +751,26 @@ cudnnStatus_t CUDNNWINAPI cudnnConvolutionForward(cudnnHandle_t handle, const vo
     float a, b;
     std::memcpy(&a, alpha, 4);
     std::memcpy(&b, beta, 4);
+    // Run now, or recorded while the handle's stream captures a graph: the node keeps copies of the descriptors
+    // (the caller may destroy them right after the call) and of the host scalars.
+    struct Captured {
+        cudnnTensorStruct xd, yd;
+        cudnnFilterStruct wd;
+        cudnnConvolutionStruct cd;
+        Problem p;
+    };
     try {
-        run_forward(p, a, x, w, b, y);
+        auto c = std::make_shared<Captured>(Captured{*p.x, *p.y, *p.w, *p.conv, p});
+        c->p.x = &c->xd;
+        c->p.y = &c->yd;
+        c->p.w = &c->wd;
+        c->p.conv = &c->cd;
+        const cudaError_t e = sdxl_emu::enqueue(handle->stream, "cudnnConvolutionForward", [c, a, x, w, b, y] {
+            run_forward(c->p, a, x, w, b, y);
+            return cudaSuccess;
+        });
+        if (e != cudaSuccess)
+            return fail(CUDNN_STATUS_EXECUTION_FAILED, std::string("cudnnConvolutionForward: ") + cudaGetErrorName(e));
     } catch (const std::bad_alloc&) {
         return fail(CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED, "cudnnConvolutionForward: out of memory");
     }
