@@ -1,6 +1,8 @@
 // models/AutoencoderKL: structural tests with random weights (output shapes for the 8x factor and odd sizes,
-// the latent distribution's invariants, argument errors). The numbers against diffusers are checked by the
+// the latent distribution's invariants, argument errors, tiling shapes and settings). The tiling arithmetic is
+// checked against an independent implementation on the reference VAE in model_cases.cpp. The numbers against diffusers are checked by the
 // reference tests.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -33,6 +35,7 @@ api::VaeConfig tiny_config() {
     c.layers_per_block = 2;
     c.norm_num_groups = 8;
     c.scaling_factor = 0.13025f;
+    c.sample_size = 64;
     return c;
 }
 
@@ -83,4 +86,53 @@ SDXL_TEST(test_vae_errors) {
     CHECK_THROWS_CODE(models::AutoencoderKL(bad, vb), ErrorCode::INVALID_ARGUMENT);
     bad.block_out_channels = {};
     CHECK_THROWS_CODE(models::AutoencoderKL(bad, vb), ErrorCode::INVALID_ARGUMENT);
+}
+
+SDXL_TEST(test_vae_tiling_shapes_and_settings) {
+    nn::WeightBuilder vb(nn::random_source(3, 1.0f));
+    models::AutoencoderKL vae(tiny_config(), vb);
+    models::VaeTiling t;
+    t.mode = models::VaeTiling::ALWAYS;
+    t.tile_sample_size = 32;  // 4 latent rows per tile, a tile every 3: latents 7 -> tiles at 0, 3, 6 (4, 4, 1 rows)
+    CHECK(vae.decode(vae_rnd({2, 4, 7, 5}, 1), t).shape() == Shape({2, 3, 56, 40}));
+    t.tile_sample_size = 32;  // a tile every 24 px (columns at 0 and 24: 4 + 2 latent columns, 3 + 2 kept)
+    const models::LatentDistribution d = vae.encode(vae_rnd({1, 3, 24, 40}, 2), t);
+    CHECK(d.mean.shape() == Shape({1, 4, 3, 5}));
+    // AUTO leaves an image that fits one tile to the one-pass path: bit-identical.
+    t.mode = models::VaeTiling::AUTO;
+    t.tile_sample_size = 0;  // the config's 64 px
+    const Tensor z = vae_rnd({1, 4, 8, 6}, 3);
+    const Tensor a = vae.decode(z, t).contiguous(), b = vae.decode(z).contiguous();
+    CHECK(std::equal(a.data<float>(), a.data<float>() + a.numel(), b.data<float>()));
+    // The model default (diffusers' enable_tiling) is what decode(z) uses.
+    CHECK(vae.tiling().mode == models::VaeTiling::OFF);
+    t.tile_sample_size = 32;
+    vae.set_tiling(t);
+    CHECK(vae.tiling().mode == models::VaeTiling::AUTO && vae.tile_sample_size(vae.tiling()) == 32);
+    const Tensor c = vae.decode(z).contiguous(), e = vae.decode(z, t).contiguous();
+    CHECK(std::equal(c.data<float>(), c.data<float>() + c.numel(), e.data<float>()));
+    CHECK(!std::equal(c.data<float>(), c.data<float>() + c.numel(), b.data<float>()));
+    CHECK(vae.tile_sample_size(models::VaeTiling()) == 64);
+}
+
+SDXL_TEST(test_vae_tiling_errors) {
+    nn::WeightBuilder vb(nn::random_source(3, 1.0f));
+    models::AutoencoderKL vae(tiny_config(), vb);
+    models::VaeTiling t;
+    t.mode = models::VaeTiling::ALWAYS;
+    t.tile_sample_size = 4;  // less than one latent element
+    CHECK_THROWS_CODE(vae.decode(vae_rnd({1, 4, 4, 4}, 1), t), ErrorCode::INVALID_ARGUMENT);
+    CHECK_THROWS_CODE(vae.set_tiling(t), ErrorCode::INVALID_ARGUMENT);
+    t.tile_sample_size = 8;  // one latent row per tile, a tile every int(0.75) = 0 rows
+    CHECK_THROWS_CODE(vae.decode(vae_rnd({1, 4, 4, 4}, 1), t), ErrorCode::INVALID_ARGUMENT);
+    t.tile_sample_size = 32;
+    t.overlap = 1.0;
+    CHECK_THROWS_CODE(vae.decode(vae_rnd({1, 4, 4, 4}, 1), t), ErrorCode::INVALID_ARGUMENT);
+    t.overlap = 0.25;
+    t.mode = 7;
+    CHECK_THROWS_CODE(vae.encode(vae_rnd({1, 3, 16, 16}, 1), t), ErrorCode::INVALID_ARGUMENT);
+    t.mode = models::VaeTiling::AUTO;
+    t.tile_sample_size = -1;
+    CHECK_THROWS_CODE(vae.set_tiling(t), ErrorCode::INVALID_ARGUMENT);
+    CHECK(vae.tiling().mode == models::VaeTiling::OFF);  // a refused setting changes nothing
 }

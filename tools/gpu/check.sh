@@ -6,7 +6,8 @@
 #   call 1: bash tools/gpu/check.sh 1    versions -> configure + build (sm_90, three runners only) -> the real
 #                                        SDXL base UNet step latency at 1024x1024, CFG batch 2, fp16 then bf16
 #                                        (random weights made on the device), each eager and as one CUDA graph
-#                                        (--graph both) -> op parity (CUDA vs CPU, all dtypes)
+#                                        (--graph both) -> the real SDXL VAE decode at 1024x1024, batch 1, bf16
+#                                        -> op parity (CUDA vs CPU, all dtypes)
 #                                        -> the attention kernels timed at SDXL's shapes (--perf)
 #   call 2: bash tools/gpu/check.sh 2    (re)build if the machine is fresh -> the model reference cases in
 #                                        f32/f16/bf16 -> compute-sanitizer memcheck (caching allocator off,
@@ -20,7 +21,7 @@
 # Rehearsal on a machine without a GPU (so that only the GPU is new on the device):
 #   SDXL_CHECK_REHEARSAL=1 bash tools/gpu/check.sh 1   (and 2): the same build and phases; the CUDA phases run
 #   on the CPU SIMT emulator (README: "The CUDA backend without a GPU") with the same flags, the real-size UNet
-#   on the CPU backend at 128 px, and the sanitizer phases run their runner without the sanitizer when
+#   and VAE on the CPU backend at 128 px, and the sanitizer phases run their runner without the sanitizer when
 #   compute-sanitizer is not installed. Logs under ./gpu-out unless $OUT is set.
 set -uo pipefail
 call="${1:-}"
@@ -76,12 +77,14 @@ if [[ "$rehearsal" == 1 ]]; then
     ops_args=(--emulator)
     perf_extra=(--small)  # timing on the emulator means nothing; only the command line is rehearsed
     unet_args=(--size 64 --iters 1 --graph both)  # 2 x 3 CPU steps: the command line, not the timing
+    vae_args=(--dtype f32 --size 128 --iters 2)  # the CPU backend computes in F32 only
     half_dtypes=(f32 f32)  # the CPU backend computes in F32 only
 else
     unet_dev=(--device cuda)
     ops_args=()
     perf_extra=()
     unet_args=(--size 1024 --batch 2 --iters 8 --graph both)  # 2 x (2 warm-up + 8) steps per dtype
+    vae_args=(--dtype bf16 --size 1024 --batch 1 --iters 5)  # bf16: the SDXL VAE without the fp32 upcast
     half_dtypes=(f16 bf16)
 fi
 dev=(--device cuda)
@@ -106,7 +109,7 @@ sanitizer() {  # sanitizer TOOL ARGS... -- COMMAND...
 }
 
 build_runners() {  # configure (if needed) + build the three runners (+ the native tests in call 2)
-    local targets=(sdxl_unet_perf sdxl_backend_ops sdxl_model_cases)
+    local targets=(sdxl_unet_perf sdxl_vae_perf sdxl_backend_ops sdxl_model_cases)
     [[ "$call" == 2 ]] && targets+=(sdxl_native_tests)
     [[ "$rehearsal" == 1 ]] && targets+=(sdxl_backend_ops_emu sdxl_model_cases_emu sdxl_native_tests_emu)
     local generator=()
@@ -128,8 +131,10 @@ if [[ "$call" == 1 ]]; then
       nvcc --version; cmake --version | head -1; } > "$out/machine.txt" 2>&1
     build_runners
     step versions 30 "$ops_bin" --versions
-    step unet_perf_f16 120 "$build/sdxl_unet_perf" "${unet_dev[@]}" --dtype "${half_dtypes[0]}" "${unet_args[@]}"
+    # fp16 also prints the op profile of one more (eager) step: time, TFLOP/s and GB/s per op family.
+    step unet_perf_f16 120 "$build/sdxl_unet_perf" "${unet_dev[@]}" --dtype "${half_dtypes[0]}" "${unet_args[@]}" --profile
     step unet_perf_bf16 120 "$build/sdxl_unet_perf" "${unet_dev[@]}" --dtype "${half_dtypes[1]}" "${unet_args[@]}"
+    step vae_perf_bf16 60 "$build/sdxl_vae_perf" "${unet_dev[@]}" "${vae_args[@]}"
     step backend_ops 150 "$ops_bin" "${ops_args[@]}"
     # The attention kernels (tensor-core F16/BF16 at head dim 64/80, SIMT otherwise) timed at SDXL's shapes.
     step perf_attention 60 "$ops_bin" --perf "${ops_args[@]}" --op attention --dtype "${half_dtypes[0]}" "${perf_extra[@]}"

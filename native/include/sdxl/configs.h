@@ -74,6 +74,7 @@ struct VaeConfig {
     int64_t norm_num_groups;
     float scaling_factor;
     bool force_upcast;
+    int64_t sample_size;  // pixels; diffusers' tile_sample_min_size for tiled decode/encode
 
     VaeConfig();
     // stabilityai/stable-diffusion-xl-base-1.0 vae/config.json (the refiner's is the same)

@@ -193,7 +193,9 @@ private:
     void* impl_;
 };
 
-// AutoencoderKL.
+// AutoencoderKL. Tiling modes of decode/encode (see VaeModel::set_tiling).
+enum VaeTilingMode { VAE_TILING_OFF = 0, VAE_TILING_AUTO = 1, VAE_TILING_ALWAYS = 2 };
+
 class VaeModel {
 public:
     VaeModel(const VaeModel& other);
@@ -204,10 +206,31 @@ public:
     static VaeModel random(const VaeConfig& config, int64_t seed, int device = DEVICE_CPU, int dtype = DTYPE_F32);
     int device() const;
     int dtype() const;
-    // z = latents / scaling_factor [B, 4, h, w] -> image [B, 3, 8h, 8w]
+    // z = latents / scaling_factor [B, 4, h, w] -> image [B, 3, 8h, 8w], with the model's tiling settings
     Tensor decode(const Tensor& z) const;
-    // image [B, 3, H, W] in [-1, 1] -> [mean, logvar, std] of the latent distribution
+    // image [B, 3, H, W] in [-1, 1] -> [mean, logvar, std] of the latent distribution, likewise
     TensorList encode(const Tensor& image) const;
+
+    // Tiling (diffusers 0.31 AutoencoderKL enable_tiling / tiled_decode / tiled_encode, for large images and
+    // little memory). mode: VAE_TILING_OFF (one pass), VAE_TILING_AUTO (diffusers' use_tiling: tiled when the
+    // latents are larger than tile_sample_size / 8 per side, or the image larger than tile_sample_size),
+    // VAE_TILING_ALWAYS (diffusers' tiled_decode / tiled_encode: tiled whatever the size). tile_sample_size in
+    // pixels (diffusers' tile_sample_min_size; 0 = the config's sample_size, 1024 for SDXL); overlap = diffusers'
+    // tile_overlap_factor (0.25), in [0, 1). Tiles are decoded one at a time and blended linearly where they
+    // overlap, so a tiled image differs a little from the one-pass image (as in diffusers).
+    // set_tiling sets the default of decode()/encode() for every handle of this model (thread-safe).
+    void set_tiling(int mode, int64_t tile_sample_size, double overlap);
+    int tiling_mode() const;
+    int64_t tile_sample_size() const;  // resolved: never 0
+    double tile_overlap() const;
+    // The same calls with the tiling given per call (the model's default untouched).
+    Tensor decode_with(const Tensor& z, int mode, int64_t tile_sample_size, double overlap) const;
+    TensorList encode_with(const Tensor& image, int mode, int64_t tile_sample_size, double overlap) const;
+    // Out-of-memory fallback (on by default): a one-pass decode/encode that fails with OUT_OF_MEMORY empties
+    // the CUDA cache and is retried tiled once, with the tile halved until the image needs several tiles; a
+    // one-line warning goes to stderr. A tiled run that fails is not retried.
+    void set_oom_fallback(bool enabled);
+    bool oom_fallback() const;
 
 private:
     VaeModel();

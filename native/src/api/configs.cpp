@@ -89,15 +89,16 @@ UNetConfig UNetConfig::sdxl_refiner() {
 
 VaeConfig::VaeConfig()
     : in_channels(3), out_channels(3), latent_channels(4), block_out_channels{64}, layers_per_block(1),
-      norm_num_groups(32), scaling_factor(0.18215f), force_upcast(true) {}
+      norm_num_groups(32), scaling_factor(0.18215f), force_upcast(true), sample_size(32) {}
 
 VaeConfig VaeConfig::sdxl() {
     // vae/config.json: block_out_channels [128, 256, 512, 512], layers_per_block 2, latent_channels 4,
-    // norm_num_groups 32, scaling_factor 0.13025, force_upcast true.
+    // norm_num_groups 32, scaling_factor 0.13025, force_upcast true, sample_size 1024.
     VaeConfig c;
     c.block_out_channels = {128, 256, 512, 512};
     c.layers_per_block = 2;
     c.scaling_factor = 0.13025f;
+    c.sample_size = 1024;
     return c;
 }
 

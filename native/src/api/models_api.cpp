@@ -165,6 +165,28 @@ VaeModel VaeModel::random(const VaeConfig& config, int64_t seed, int device, int
 int VaeModel::device() const { return device_code(get<models::AutoencoderKL>(impl_).placement()); }
 int VaeModel::dtype() const { return dtype_code(get<models::AutoencoderKL>(impl_).placement()); }
 
+namespace {
+
+models::AutoencoderKL& vae_mut(void* p) { return const_cast<models::AutoencoderKL&>(get<models::AutoencoderKL>(p)); }
+
+models::VaeTiling vae_tiling(const models::AutoencoderKL& model, int mode, int64_t tile_sample_size, double overlap) {
+    models::VaeTiling t = model.tiling();  // keeps the model's oom_fallback
+    t.mode = mode;
+    t.tile_sample_size = tile_sample_size;
+    t.overlap = overlap;
+    return t;
+}
+
+TensorList distribution_list(const models::LatentDistribution& d) {
+    TensorList list;
+    list.add(out_f32(d.mean));
+    list.add(out_f32(d.logvar));
+    list.add(out_f32(d.std));
+    return list;
+}
+
+}  // namespace
+
 Tensor VaeModel::decode(const Tensor& z) const {
     const models::AutoencoderKL& model = get<models::AutoencoderKL>(impl_);
     return out_f32(model.decode(placed(core(z), model.placement())));
@@ -172,13 +194,42 @@ Tensor VaeModel::decode(const Tensor& z) const {
 
 TensorList VaeModel::encode(const Tensor& image) const {
     const models::AutoencoderKL& model = get<models::AutoencoderKL>(impl_);
-    models::LatentDistribution d = model.encode(placed(core(image), model.placement()));
-    TensorList list;
-    list.add(out_f32(d.mean));
-    list.add(out_f32(d.logvar));
-    list.add(out_f32(d.std));
-    return list;
+    return distribution_list(model.encode(placed(core(image), model.placement())));
 }
+
+Tensor VaeModel::decode_with(const Tensor& z, int mode, int64_t tile_sample_size, double overlap) const {
+    const models::AutoencoderKL& model = get<models::AutoencoderKL>(impl_);
+    return out_f32(model.decode(placed(core(z), model.placement()), vae_tiling(model, mode, tile_sample_size, overlap)));
+}
+
+TensorList VaeModel::encode_with(const Tensor& image, int mode, int64_t tile_sample_size, double overlap) const {
+    const models::AutoencoderKL& model = get<models::AutoencoderKL>(impl_);
+    return distribution_list(
+        model.encode(placed(core(image), model.placement()), vae_tiling(model, mode, tile_sample_size, overlap)));
+}
+
+void VaeModel::set_tiling(int mode, int64_t tile_sample_size, double overlap) {
+    models::AutoencoderKL& model = vae_mut(impl_);
+    model.set_tiling(vae_tiling(model, mode, tile_sample_size, overlap));
+}
+
+int VaeModel::tiling_mode() const { return get<models::AutoencoderKL>(impl_).tiling().mode; }
+
+int64_t VaeModel::tile_sample_size() const {
+    const models::AutoencoderKL& model = get<models::AutoencoderKL>(impl_);
+    return model.tile_sample_size(model.tiling());
+}
+
+double VaeModel::tile_overlap() const { return get<models::AutoencoderKL>(impl_).tiling().overlap; }
+
+void VaeModel::set_oom_fallback(bool enabled) {
+    models::AutoencoderKL& model = vae_mut(impl_);
+    models::VaeTiling t = model.tiling();
+    t.oom_fallback = enabled;
+    model.set_tiling(t);
+}
+
+bool VaeModel::oom_fallback() const { return get<models::AutoencoderKL>(impl_).tiling().oom_fallback; }
 
 }  // namespace sdxl::api
 

@@ -1,5 +1,7 @@
 package io.sdxl4j;
 
+import io.sdxl4j.models.VaeTiling;
+
 /**
  * How a pipeline is loaded and where it runs (diffusers' {@code from_pretrained(variant=..., torch_dtype=...)},
  * {@code .to(device)}, {@code enable_model_cpu_offload()}, {@code add_watermarker}). Immutable.
@@ -12,9 +14,15 @@ package io.sdxl4j;
  *                       invisible-watermark is installed); a request may override it
  * @param cpuOffload     model-level offload: each component moves to the device only while it runs (a no-op on
  *                       the CPU device)
+ * @param vaeTiling      diffusers' {@code enable_vae_tiling()}: how the VAE tiles large images (null: off). Whatever
+ *                       this says, a one-pass VAE decode/encode that runs out of device memory is retried tiled once
  */
-public record PipelineOptions(String variant, Device device, DType dtype, boolean watermark, boolean cpuOffload) {
+public record PipelineOptions(String variant, Device device, DType dtype, boolean watermark, boolean cpuOffload,
+                              VaeTiling vaeTiling) {
     public PipelineOptions {
+        if (vaeTiling == null) {
+            vaeTiling = VaeTiling.OFF;
+        }
         if (device == null) {
             device = Device.CPU;
         }
@@ -26,28 +34,43 @@ public record PipelineOptions(String variant, Device device, DType dtype, boolea
         }
     }
 
-    /** Plain weights, CPU, F32, watermark on, no offload. */
+    /** Without VAE tiling. */
+    public PipelineOptions(String variant, Device device, DType dtype, boolean watermark, boolean cpuOffload) {
+        this(variant, device, dtype, watermark, cpuOffload, VaeTiling.OFF);
+    }
+
+    /** Plain weights, CPU, F32, watermark on, no offload, no VAE tiling. */
     public static PipelineOptions defaults() {
         return new PipelineOptions(null, Device.CPU, DType.F32, true, false);
     }
 
     public PipelineOptions withVariant(String v) {
-        return new PipelineOptions(v, device, dtype, watermark, cpuOffload);
+        return new PipelineOptions(v, device, dtype, watermark, cpuOffload, vaeTiling);
     }
 
     public PipelineOptions withDevice(Device d) {
-        return new PipelineOptions(variant, d, dtype, watermark, cpuOffload);
+        return new PipelineOptions(variant, d, dtype, watermark, cpuOffload, vaeTiling);
     }
 
     public PipelineOptions withDtype(DType t) {
-        return new PipelineOptions(variant, device, t, watermark, cpuOffload);
+        return new PipelineOptions(variant, device, t, watermark, cpuOffload, vaeTiling);
     }
 
     public PipelineOptions withWatermark(boolean w) {
-        return new PipelineOptions(variant, device, dtype, w, cpuOffload);
+        return new PipelineOptions(variant, device, dtype, w, cpuOffload, vaeTiling);
+    }
+
+    /** diffusers' {@code enable_vae_tiling()} (true) / {@code disable_vae_tiling()} (false). */
+    public PipelineOptions withVaeTiling(boolean enabled) {
+        return withVaeTiling(enabled ? VaeTiling.AUTO : VaeTiling.OFF);
+    }
+
+    /** VAE tiling with a chosen tile size or mode. */
+    public PipelineOptions withVaeTiling(VaeTiling t) {
+        return new PipelineOptions(variant, device, dtype, watermark, cpuOffload, t);
     }
 
     public PipelineOptions withCpuOffload(boolean o) {
-        return new PipelineOptions(variant, device, dtype, watermark, o);
+        return new PipelineOptions(variant, device, dtype, watermark, o, vaeTiling);
     }
 }

@@ -978,7 +978,7 @@ final class SdxlEngine implements AutoCloseable {
             }
             try (Tensor image = Tensor.of(px, img.batch(), 3, img.height(), img.width());
                  VaeUse use = new VaeUse(vae);
-                 LatentDistribution dist = use.model.encode(image);
+                 LatentDistribution dist = use.model.encode(image, options.vaeTiling());
                  Tensor noise = g.randn(dist.mean().shape())) {
                 float[] mean = dist.mean().toFloatArray();
                 float[] std = dist.std().toFloatArray();
@@ -1016,7 +1016,7 @@ final class SdxlEngine implements AutoCloseable {
             z[i] = latents[i] / sf;
         }
         float[] img;
-        try (Tensor zt = Tensor.of(z, shape); VaeUse use = new VaeUse(vae); Tensor decoded = use.model.decode(zt)) {
+        try (Tensor zt = Tensor.of(z, shape); VaeUse use = new VaeUse(vae); Tensor decoded = use.model.decode(zt, options.vaeTiling())) {
             img = decoded.toFloatArray();
         }
         int n = (int) shape[0];

@@ -18,6 +18,7 @@ import io.sdxl4j.StableDiffusionXL;
 import io.sdxl4j.images.GenerationParameters;
 import io.sdxl4j.images.Images;
 import io.sdxl4j.models.HuggingFaceCache;
+import io.sdxl4j.models.VaeTiling;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -100,6 +101,11 @@ public final class Generate implements Callable<Integer> {
     String dtype;
     @Option(names = "--cpu-offload", description = "model-level CPU offload (components on the device only while they run)")
     boolean cpuOffload;
+    @Option(names = "--vae-tiling", description = "decode/encode large images tile by tile (diffusers' enable_vae_tiling: "
+            + "less memory, slightly different pixels where tiles overlap)")
+    boolean vaeTiling;
+    @Option(names = "--vae-tile-size", description = "VAE tile side in pixels (implies --vae-tiling; default: the VAE's sample_size, 1024 for SDXL)")
+    Long vaeTileSize;
     @Option(names = "--threads", description = "CPU threads (default: all cores)")
     Integer threads;
 
@@ -112,7 +118,8 @@ public final class Generate implements Callable<Integer> {
             Sdxl4j.setNumThreads(threads);
         }
         Path modelPath = resolveModel();
-        PipelineOptions options = new PipelineOptions(variant, device(device), dtype(dtype), watermark, cpuOffload);
+        PipelineOptions options = new PipelineOptions(variant, device(device), dtype(dtype), watermark, cpuOffload,
+                vaeTiling || vaeTileSize != null ? VaeTiling.auto(vaeTileSize != null ? vaeTileSize : 0) : VaeTiling.OFF);
         long seedUsed = seed != null ? seed : new SecureRandom().nextLong() & 0x7fffffffffffffffL;
         GenerationRequest request = request(seedUsed);
         CancellationToken cancel = new CancellationToken();

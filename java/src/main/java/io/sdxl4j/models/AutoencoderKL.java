@@ -12,7 +12,14 @@ import io.sdxl4j.nat.StringVector;
 import java.nio.file.Path;
 import java.util.List;
 
-/** SDXL's VAE held by the native core, on the CPU in fp32 (diffusers' force_upcast: never plain fp16). */
+/**
+ * SDXL's VAE held by the native core (the pipelines load it in F32 when they run fp16: diffusers' force_upcast).
+ *
+ * <p>Tiling: {@link #enableTiling()} (diffusers' {@code enable_tiling()}) or a {@link VaeTiling} per call splits
+ * large images into overlapping tiles blended linearly. Independently of it, a one-pass decode or encode that runs
+ * out of device memory empties the CUDA cache and is retried tiled once (a one-line warning on stderr), with the
+ * tile halved until the image needs several tiles; {@link #setOomFallback(boolean)} turns that off.
+ */
 public final class AutoencoderKL implements AutoCloseable {
     private NativeVaeModel handle;
     private final VaeConfig config;
@@ -61,18 +68,63 @@ public final class AutoencoderKL implements AutoCloseable {
         return handle;
     }
 
-    /** Decodes z = latents / scaling_factor [B, 4, h, w] to an image [B, 3, 8h, 8w] in about [-1, 1]. */
+    /**
+     * Decodes z = latents / scaling_factor [B, 4, h, w] to an image [B, 3, 8h, 8w] in about [-1, 1], with this
+     * model's tiling ({@link #enableTiling()}).
+     */
     public Tensor decode(Tensor z) {
         return Native.call(() -> Tensor.wrap(handle().decode(z.handle())));
     }
 
-    /** Encodes an image [B, 3, H, W] in [-1, 1] into its latent distribution. */
+    /** {@link #decode(Tensor)} with the tiling given for this call. */
+    public Tensor decode(Tensor z, VaeTiling tiling) {
+        return Native.call(() -> Tensor.wrap(handle().decode_with(z.handle(), tiling.mode().code(),
+                tiling.tileSampleSize(), tiling.overlap())));
+    }
+
+    /** Encodes an image [B, 3, H, W] in [-1, 1] into its latent distribution, with this model's tiling. */
     public LatentDistribution encode(Tensor image) {
+        return Native.call(() -> distribution(handle().encode(image.handle())));
+    }
+
+    /** {@link #encode(Tensor)} with the tiling given for this call. */
+    public LatentDistribution encode(Tensor image, VaeTiling tiling) {
+        return Native.call(() -> distribution(handle().encode_with(image.handle(), tiling.mode().code(),
+                tiling.tileSampleSize(), tiling.overlap())));
+    }
+
+    private static LatentDistribution distribution(NativeTensorList list) {
+        try (NativeTensorList out = list) {
+            return new LatentDistribution(Tensor.wrap(out.get(0)), Tensor.wrap(out.get(1)), Tensor.wrap(out.get(2)));
+        }
+    }
+
+    /** diffusers' {@code enable_tiling()}: tiles of the config's sample_size, overlap 0.25. */
+    public void enableTiling() {
+        setTiling(VaeTiling.AUTO);
+    }
+
+    /** diffusers' {@code disable_tiling()}. */
+    public void disableTiling() {
+        setTiling(VaeTiling.OFF);
+    }
+
+    /** The tiling {@link #decode(Tensor)} and {@link #encode(Tensor)} use (shared by every holder of these weights). */
+    public void setTiling(VaeTiling tiling) {
+        Native.run(() -> handle().set_tiling(tiling.mode().code(), tiling.tileSampleSize(), tiling.overlap()));
+    }
+
+    /** The current tiling, its tile size resolved (never 0). */
+    public VaeTiling tiling() {
         return Native.call(() -> {
-            try (NativeTensorList out = handle().encode(image.handle())) {
-                return new LatentDistribution(Tensor.wrap(out.get(0)), Tensor.wrap(out.get(1)), Tensor.wrap(out.get(2)));
-            }
+            NativeVaeModel h = handle();
+            return new VaeTiling(VaeTiling.Mode.values()[h.tiling_mode()], h.tile_sample_size(), h.tile_overlap());
         });
+    }
+
+    /** Whether an out-of-memory one-pass decode/encode is retried tiled (on by default). */
+    public void setOomFallback(boolean enabled) {
+        Native.run(() -> handle().set_oom_fallback(enabled));
     }
 
     @Override

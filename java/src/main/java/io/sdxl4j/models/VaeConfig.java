@@ -59,7 +59,8 @@ public record VaeConfig(long inChannels, long outChannels, long latentChannels, 
         NativeVaeConfig n = new NativeVaeConfig();
         n.in_channels(inChannels).out_channels(outChannels).latent_channels(latentChannels)
                 .block_out_channels(new LongVector(blockOutChannels)).layers_per_block(layersPerBlock)
-                .norm_num_groups(normNumGroups).scaling_factor((float) scalingFactor).force_upcast(forceUpcast);
+                .norm_num_groups(normNumGroups).scaling_factor((float) scalingFactor).force_upcast(forceUpcast)
+                .sample_size(sampleSize);
         return n;
     }
 }
