@@ -3,8 +3,9 @@
 # device tool's limits (15 minutes of device time per session, at most 540 s per call including the machine
 # start). Logs go under $OUT as each phase runs, so a call that is killed still returns what it did.
 #
-#   call 1: bash tools/gpu/check.sh 1    versions -> configure + build (sm_90, three runners only) -> the real
-#                                        SDXL base UNet step latency at 1024x1024, CFG batch 2, fp16 then bf16
+#   call 1: bash tools/gpu/check.sh 1    versions -> configure + build (sm_90, four runners only) -> the real
+#                                        SDXL base UNet step latency at 1024x1024, CFG batch 2, fp16 (+ the op
+#                                        profile of one eager step per op family) then bf16
 #                                        (random weights made on the device), each eager and as one CUDA graph
 #                                        (--graph both) -> the real SDXL VAE decode at 1024x1024, batch 1, bf16
 #                                        -> op parity (CUDA vs CPU, all dtypes)

@@ -142,6 +142,7 @@ struct Dnn {
     decltype(&::cudnnGetConvolutionForwardAlgorithm_v7) GetConvolutionForwardAlgorithm_v7;
     decltype(&::cudnnGetConvolutionForwardWorkspaceSize) GetConvolutionForwardWorkspaceSize;
     decltype(&::cudnnConvolutionForward) ConvolutionForward;
+    decltype(&::cudnnFindConvolutionForwardAlgorithmEx) FindConvolutionForwardAlgorithmEx;
 };
 
 const Dnn* dnn() {
@@ -173,6 +174,7 @@ const Dnn* dnn() {
         resolve(lib, x->GetConvolutionForwardAlgorithm_v7, "cudnnGetConvolutionForwardAlgorithm_v7", ok);
         resolve(lib, x->GetConvolutionForwardWorkspaceSize, "cudnnGetConvolutionForwardWorkspaceSize", ok);
         resolve(lib, x->ConvolutionForward, "cudnnConvolutionForward", ok);
+        resolve(lib, x->FindConvolutionForwardAlgorithmEx, "cudnnFindConvolutionForwardAlgorithmEx", ok);
         return ok ? x : nullptr;
     }();
     CHECK_MSG(d != nullptr, "libcudnn.so.9 (fake) could not be loaded from '" << libs_dir() << "'");
@@ -1619,6 +1621,60 @@ SDXL_TEST(fake_cudnn_algorithm_list) {
         CHECK(d->GetConvolutionForwardAlgorithm_v7(h.h, p.ds.x, p.ds.w, p.ds.conv, p.ds.y, 0, &returned,
                                                    two.data()) == CUDNN_STATUS_BAD_PARAM);
     }
+}
+
+// cudnnFindConvolutionForwardAlgorithmEx: y holds the convolution afterwards (what ConvolutionForward with
+// beta 0 gives), the list is sorted with the runnable algorithms first, an algorithm whose workspace exceeds the
+// one given is not runnable, and the argument rules.
+SDXL_TEST(fake_cudnn_find_algorithm_ex) {
+    const Dnn* d = dnn();
+    if (!d) return;
+    DnnHandle h;
+    Problem3x3 p(d, CUDNN_DATA_FLOAT);
+    const auto PRE = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
+    size_t need = 0;
+    CHECK(d->GetConvolutionForwardWorkspaceSize(h.h, p.ds.x, p.ds.w, p.ds.conv, p.ds.y, PRE, &need) ==
+          CUDNN_STATUS_SUCCESS);
+    const size_t nx = size_t(p.N * p.C * p.H * p.W), nw = size_t(p.K * p.C * 9), ny = size_t(p.N * p.K * p.H * p.W);
+    DevBuf dX(nx * 4), dW(nw * 4), dY(ny * 4), dRef(ny * 4), dWs(need);
+    Store X(DT::F32, nx), Wt(DT::F32, nw), Y(DT::F32, ny), Ref(DT::F32, ny);
+    for (size_t i = 0; i < nx; ++i) X.set(i, float(int(i % 7) - 3) * 0.25f);
+    for (size_t i = 0; i < nw; ++i) Wt.set(i, float(int(i % 5) - 2) * 0.5f);
+    for (size_t i = 0; i < ny; ++i) Y.set(i, 9.0f);  // overwritten by the benchmark runs
+    dX.up(X);
+    dW.up(Wt);
+    dY.up(Y);
+    const float one = 1.0f, zero = 0.0f;
+    CHECK(d->ConvolutionForward(h.h, &one, p.ds.x, dX.p, p.ds.w, dW.p, p.ds.conv,
+                                CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, nullptr, 0, &zero, p.ds.y,
+                                dRef.p) == CUDNN_STATUS_SUCCESS);
+    dRef.down(Ref);
+    std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(8);
+    int returned = 0;
+    CHECK(d->FindConvolutionForwardAlgorithmEx(h.h, p.ds.x, dX.p, p.ds.w, dW.p, p.ds.conv, p.ds.y, dY.p, 8, &returned,
+                                               perf.data(), dWs.p, need) == CUDNN_STATUS_SUCCESS);
+    CHECK(returned == 8);
+    dY.down(Y);
+    bool same = true;
+    for (size_t i = 0; i < ny; ++i) same = same && Y.get(i) == Ref.get(i);
+    CHECK_MSG(same, "y after Find is not the convolution");
+    CHECK(perf[0].status == CUDNN_STATUS_SUCCESS && perf[0].algo == PRE && perf[0].memory == need);
+    bool unsupported_seen = false;
+    for (int i = 0; i < returned; ++i) {
+        if (perf[size_t(i)].status != CUDNN_STATUS_SUCCESS) unsupported_seen = true;
+        else CHECK_MSG(!unsupported_seen, "a runnable algorithm after a NOT_SUPPORTED one");
+    }
+    // No workspace: only the workspace-free IMPLICIT_GEMM runs.
+    CHECK(d->FindConvolutionForwardAlgorithmEx(h.h, p.ds.x, dX.p, p.ds.w, dW.p, p.ds.conv, p.ds.y, dY.p, 8, &returned,
+                                               perf.data(), nullptr, 0) == CUDNN_STATUS_SUCCESS);
+    CHECK(perf[0].status == CUDNN_STATUS_SUCCESS && perf[0].algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM &&
+          perf[0].memory == 0);
+    CHECK(perf[1].status == CUDNN_STATUS_NOT_SUPPORTED);
+    // Argument rules.
+    CHECK(d->FindConvolutionForwardAlgorithmEx(h.h, p.ds.x, dX.p, p.ds.w, dW.p, p.ds.conv, p.ds.y, dY.p, 0, &returned,
+                                               perf.data(), dWs.p, need) == CUDNN_STATUS_BAD_PARAM);
+    CHECK(d->FindConvolutionForwardAlgorithmEx(h.h, p.ds.x, dX.p, p.ds.w, nullptr, p.ds.conv, p.ds.y, dY.p, 8,
+                                               &returned, perf.data(), dWs.p, need) == CUDNN_STATUS_BAD_PARAM);
 }
 
 SDXL_TEST(fake_cudnn_forward_status_rules) {

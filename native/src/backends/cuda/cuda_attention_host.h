@@ -15,8 +15,8 @@
 namespace sdxl::cuda::attn {
 
 // q [B, H, Lq, D], k [B, H, Lk, D], v [B, H, Lk, Dv] (any strides), key_mask [B, Lk] F32/I64 or undefined,
-// out [B, H, Lq, Dv] with any strides but a contiguous last dim (the op passes a [B, Lq, H, Dv] buffer seen as
-// [B, H, Lq, Dv]); all on one device and already validated by ops::attention. `scale` is the
+// out [B, H, Lq, Dv], contiguous or a view of a contiguous [B, Lq, H, Dv] buffer (what the op passes); all on
+// one device and already validated by ops::attention. `scale` is the
 // resolved softmax scale.
 inline AttnParams attention_params(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask,
                                    bool causal, float scale, const Tensor& out) {
@@ -25,7 +25,15 @@ inline AttnParams attention_params(const Tensor& q, const Tensor& k, const Tenso
     p.k = k.raw_data();
     p.v = v.raw_data();
     p.o = out.raw_data();
-    for (int i = 0; i < 3; ++i) p.o_stride[i] = out.strides()[size_t(i)];
+    const int64_t H = out.shape()[1], Lq = out.shape()[2], Dv = out.shape()[3];
+    const Shape tokens_major{Lq * H * Dv, Dv, H * Dv, 1};  // strides of [B, Lq, H, Dv] seen as [B, H, Lq, Dv]
+    if (out.is_contiguous()) {
+        p.o_tokens_major = 0;
+    } else if (out.strides() == tokens_major || H == 1) {
+        p.o_tokens_major = 1;
+    } else {
+        fail(ErrorCode::INTERNAL, "attention: output ", out.describe(), " is neither [B, H, Lq, Dv] nor [B, Lq, H, Dv]");
+    }
     for (int i = 0; i < 4; ++i) {
         p.q_stride[i] = q.strides()[size_t(i)];
         p.k_stride[i] = k.strides()[size_t(i)];

@@ -259,8 +259,10 @@ SDXL_UNROLL
         const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
         const int row = row0 + warp * 16 + lane / 4 + 8 * r;
         if (row < Lq) {
-            auto* out = reinterpret_cast<uint32_t*>(static_cast<uint16_t*>(p.o) + b * p.o_stride[0] +
-                                                    h * p.o_stride[1] + row * p.o_stride[2] + 2 * (lane % 4));
+            const int64_t o_row = p.o_tokens_major
+                                      ? (int64_t(bh / int(p.H)) * Lq + row) * int(p.H) + bh % int(p.H)
+                                      : int64_t(bh) * Lq + row;
+            auto* out = reinterpret_cast<uint32_t*>(static_cast<uint16_t*>(p.o) + o_row * D + 2 * (lane % 4));
 SDXL_UNROLL
             for (int j = 0; j < kOutTiles; ++j) out[4 * j] = pack2<T>(o_acc[j][2 * r] * inv, o_acc[j][2 * r + 1] * inv);
         }

@@ -50,7 +50,9 @@ struct AttnParams {
     const void* k = nullptr;
     const void* v = nullptr;
     void* o = nullptr;
-    int64_t o_stride[3] = {0, 0, 0};     // b, h, l (d contiguous): the op writes [B, Lq, H, Dv] memory order
+    // o's memory order: 1 = [B, Lq, H, Dv] (the op's: merging heads afterwards is free), 0 = [B, H, Lq, Dv].
+    // A flag rather than strides: the offset stays two multiply-adds, and the register budget with it.
+    int o_tokens_major = 0;
     int64_t q_stride[4] = {0, 0, 0, 0};  // b, h, l, d
     int64_t k_stride[4] = {0, 0, 0, 0};
     int64_t v_stride[4] = {0, 0, 0, 0};
@@ -277,8 +279,9 @@ SDXL_UNROLL
     SDXL_HD void finish(const AttnParams& p, int64_t bh) const {
         if (!active) return;
         const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-        auto* op = static_cast<typename E::T*>(p.o) + (bh / p.H) * p.o_stride[0] + (bh % p.H) * p.o_stride[1] +
-                   row * p.o_stride[2];
+        const int64_t o_row = p.o_tokens_major ? (int64_t(int(bh) / int(p.H)) * p.Lq + row) * p.H + int(bh) % int(p.H)
+                                               : bh * p.Lq + row;
+        auto* op = static_cast<typename E::T*>(p.o) + o_row * int64_t(D);
 SDXL_UNROLL
         for (int d = 0; d < D; ++d) E::store(op + d, o[d] * inv);
     }
@@ -389,7 +392,8 @@ SDXL_HD void simple_chunk_acc(const AttnParams& p, SimpleShared sh, const Simple
 template <class E>
 SDXL_HD void simple_store(const AttnParams& p, SimpleShared sh, const SimpleRow& r, float sum, int tid, int nt) {
     const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-    auto* op = static_cast<typename E::T*>(p.o) + r.b * p.o_stride[0] + r.h * p.o_stride[1] + r.row * p.o_stride[2];
+    const int64_t o_row = p.o_tokens_major ? (r.b * p.Lq + r.row) * p.H + r.h : (r.b * p.H + r.h) * p.Lq + r.row;
+    auto* op = static_cast<typename E::T*>(p.o) + o_row * int64_t(p.Dv);
     for (int d = tid; d < p.Dv; d += nt) E::store(op + d, sum > 0.0f ? sh.acc[d] * inv : 0.0f);
 }
 

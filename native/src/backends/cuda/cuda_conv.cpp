@@ -3,9 +3,11 @@
 //   - NCHW, groups 1, symmetric zero padding, stride per ops.h, dilation 1, cross-correlation (as torch);
 //   - F32 / F16 / BF16 data with fp32 accumulation (compute type CUDNN_DATA_FLOAT);
 //   - F32 uses FMA math only (no TF32) unless SDXL4J_CUDA_TF32=1, like the GEMMs (cuda_gemm.cpp);
-//   - the algorithm is chosen once per shape/dtype (cudnnGetConvolutionForwardAlgorithm_v7, the heuristic, no
-//     benchmarking) and cached; its workspace comes from the caching allocator; if that allocation fails the
-//     best algorithm that needs no workspace is used instead;
+//   - once per shape/dtype the descriptors are made and the algorithm chosen, then kept: measured on the GPU with
+//     cudnnFindConvolutionForwardAlgorithmEx on the first call's own buffers (SDXL4J_CUDNN_FIND=0: cuDNN's
+//     heuristic, cudnnGetConvolutionForwardAlgorithm_v7, without benchmarking; also while a CUDA graph is being
+//     captured); the workspace comes from the caching allocator; if that allocation fails the best algorithm
+//     that needs no workspace is used from then on;
 //   - the bias, and for conv2d_fused the per-sample bias (the ResNet time embedding) and the residual, are
 //     written into the output first in one pass (cuda_bias.cu) and the convolution accumulates onto it
 //     (beta = 1): one rounding of conv + epilogue to the output dtype, no separate add passes.
@@ -19,14 +21,17 @@
 
 #include <cudnn.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <tuple>
 #include <vector>
 
 #include "backends/cuda/cuda_bias.h"
+#include "backends/cuda/cuda_check.cuh"
 #include "core/device.h"
 #include "core/op_profile.h"
 
@@ -54,6 +59,7 @@ struct Api {
     decltype(&::cudnnGetConvolutionForwardAlgorithm_v7) GetConvolutionForwardAlgorithm_v7;
     decltype(&::cudnnGetConvolutionForwardWorkspaceSize) GetConvolutionForwardWorkspaceSize;
     decltype(&::cudnnConvolutionForward) ConvolutionForward;
+    decltype(&::cudnnFindConvolutionForwardAlgorithmEx) FindConvolutionForwardAlgorithmEx;
 };
 
 template <typename Fn>
@@ -95,6 +101,36 @@ struct Choice {
     cudnnMathType_t fallback_math;
 };
 
+// The descriptors of one problem shape, destroyed with its plan.
+struct Descriptors {
+    const Api& api;
+    cudnnTensorDescriptor_t x = nullptr, y = nullptr;
+    cudnnFilterDescriptor_t w = nullptr;
+    cudnnConvolutionDescriptor_t conv = nullptr;
+    explicit Descriptors(const Api& a) : api(a) {
+        SDXL_CUDNN_CHECK(api.CreateTensorDescriptor(&x));
+        SDXL_CUDNN_CHECK(api.CreateTensorDescriptor(&y));
+        SDXL_CUDNN_CHECK(api.CreateFilterDescriptor(&w));
+        SDXL_CUDNN_CHECK(api.CreateConvolutionDescriptor(&conv));
+    }
+    ~Descriptors() {
+        if (conv) (void)api.DestroyConvolutionDescriptor(conv);
+        if (w) (void)api.DestroyFilterDescriptor(w);
+        if (y) (void)api.DestroyTensorDescriptor(y);
+        if (x) (void)api.DestroyTensorDescriptor(x);
+    }
+    Descriptors(const Descriptors&) = delete;
+    Descriptors& operator=(const Descriptors&) = delete;
+};
+
+// Everything one problem shape needs, made once and kept: its descriptors, the algorithm chosen for it and that
+// algorithm's workspace size. Later calls of the shape only allocate the workspace and run.
+struct Plan {
+    std::unique_ptr<Descriptors> ds;
+    Choice c{};
+    size_t ws_size = 0;
+};
+
 struct Dnn {
     Api api{};
     cudnnHandle_t handle = nullptr;
@@ -102,7 +138,8 @@ struct Dnn {
     size_t version = 0;
     std::mutex mu;  // a cuDNN handle must not be used by two threads at once; also guards the cache
     cudaStream_t bound = nullptr;  // the stream the handle is set to
-    std::map<Key, Choice> choices;
+    bool find = true;              // benchmark algorithms once per shape (SDXL4J_CUDNN_FIND=0: heuristic only)
+    std::map<Key, Plan> plans;
 };
 
 Dnn& dnn() {
@@ -129,6 +166,7 @@ Dnn& dnn() {
             resolve(a.GetConvolutionForwardAlgorithm_v7, "cudnnGetConvolutionForwardAlgorithm_v7");
             resolve(a.GetConvolutionForwardWorkspaceSize, "cudnnGetConvolutionForwardWorkspaceSize");
             resolve(a.ConvolutionForward, "cudnnConvolutionForward");
+            resolve(a.FindConvolutionForwardAlgorithmEx, "cudnnFindConvolutionForwardAlgorithmEx");
             s->version = a.GetVersion();
             if (s->version / 10000 != CUDNN_MAJOR)
                 fail(ErrorCode::DEVICE_ERROR, "cuDNN ", s->version, " loaded from ", libs::cudnn().path,
@@ -139,6 +177,8 @@ Dnn& dnn() {
             s->bound = stream();
             const char* t = std::getenv("SDXL4J_CUDA_TF32");
             s->tf32 = t && t[0] == '1';
+            const char* f = std::getenv("SDXL4J_CUDNN_FIND");
+            s->find = !(f && f[0] == '0');
         } catch (...) {
             if (g_api == &s->api) g_api = nullptr;
             delete s;
@@ -148,28 +188,6 @@ Dnn& dnn() {
     }();
     return *d;
 }
-
-// Descriptors of one call, destroyed on every path.
-struct Descriptors {
-    const Api& api;
-    cudnnTensorDescriptor_t x = nullptr, y = nullptr;
-    cudnnFilterDescriptor_t w = nullptr;
-    cudnnConvolutionDescriptor_t conv = nullptr;
-    explicit Descriptors(const Api& a) : api(a) {
-        SDXL_CUDNN_CHECK(api.CreateTensorDescriptor(&x));
-        SDXL_CUDNN_CHECK(api.CreateTensorDescriptor(&y));
-        SDXL_CUDNN_CHECK(api.CreateFilterDescriptor(&w));
-        SDXL_CUDNN_CHECK(api.CreateConvolutionDescriptor(&conv));
-    }
-    ~Descriptors() {
-        if (conv) (void)api.DestroyConvolutionDescriptor(conv);
-        if (w) (void)api.DestroyFilterDescriptor(w);
-        if (y) (void)api.DestroyTensorDescriptor(y);
-        if (x) (void)api.DestroyTensorDescriptor(x);
-    }
-    Descriptors(const Descriptors&) = delete;
-    Descriptors& operator=(const Descriptors&) = delete;
-};
 
 // Device workspace from the caching allocator, returned on every path (stream-ordered reuse is safe).
 struct Workspace {
@@ -230,6 +248,64 @@ Choice choose(Dnn& d, const Descriptors& ds, DType dt, const Tensor& x) {
     return c;
 }
 
+// The algorithm measured fastest on this GPU (cudnnFindConvolutionForwardAlgorithmEx on the call's own buffers;
+// it overwrites y, which the caller fills afterwards), with the workspace the heuristic's candidates ask for,
+// up to kFindWorkspaceCap. Falls back to the heuristic's choice when nothing usable is measured, or when the
+// workspace cannot be had.
+constexpr size_t kFindWorkspaceCap = size_t(256) << 20;
+
+Choice find(Dnn& d, const Descriptors& ds, DType dt, const Tensor& x, const void* xp, const void* wp, void* yp) {
+    const Choice heuristic = choose(d, ds, dt, x);
+    int max_count = 0;
+    SDXL_CUDNN_CHECK(d.api.GetConvolutionForwardAlgorithmMaxCount(d.handle, &max_count));
+    std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(size_t(max_count > 0 ? max_count : 1));
+    int returned = 0;
+    SDXL_CUDNN_CHECK(d.api.GetConvolutionForwardAlgorithm_v7(d.handle, ds.x, ds.w, ds.conv, ds.y, int(perf.size()),
+                                                             &returned, perf.data()));
+    size_t cap = 0;
+    for (int i = 0; i < returned; ++i) {
+        const auto& p = perf[size_t(i)];
+        if (p.status == CUDNN_STATUS_SUCCESS && math_allowed(p.mathType, dt, d.tf32) && p.memory <= kFindWorkspaceCap)
+            cap = std::max(cap, p.memory);
+    }
+    Workspace ws;
+    if (cap > 0) {
+        try {
+            ws.ptr = device::cuda_malloc(cap);
+        } catch (const Error& e) {
+            if (e.code() != ErrorCode::OUT_OF_MEMORY) throw;
+            cap = 0;  // benchmark the workspace-free algorithms only
+        }
+    }
+    returned = 0;
+    profile::count_device_call();
+    SDXL_CUDNN_CHECK(d.api.FindConvolutionForwardAlgorithmEx(d.handle, ds.x, xp, ds.w, wp, ds.conv, ds.y, yp,
+                                                             int(perf.size()), &returned, perf.data(), ws.ptr, cap));
+    Choice c{};
+    bool found = false;
+    for (int i = 0; i < returned; ++i) {  // sorted by measured time, fastest first
+        const auto& p = perf[size_t(i)];
+        if (p.status != CUDNN_STATUS_SUCCESS || !math_allowed(p.mathType, dt, d.tf32) || p.memory > cap) continue;
+        const cudnnMathType_t math = dt == DType::F32 && !d.tf32 ? CUDNN_FMA_MATH : p.mathType;
+        if (!found) {
+            c.algo = p.algo;
+            c.math = math;
+            found = true;
+        } else if (p.memory == 0 && !c.has_fallback) {
+            c.has_fallback = true;
+            c.fallback_algo = p.algo;
+            c.fallback_math = math;
+        }
+    }
+    if (!found) return heuristic;
+    if (!c.has_fallback && heuristic.has_fallback) {
+        c.has_fallback = true;
+        c.fallback_algo = heuristic.fallback_algo;
+        c.fallback_math = heuristic.fallback_math;
+    }
+    return c;
+}
+
 // x [N, C, H, W] * w [O, C, kh, kw] (+ b [O]) (+ sample_bias [N, O] per (n, o)) (+ residual [N, O, Ho, Wo])
 // -> [N, O, Ho, Wo]. The epilogue terms are one pre-filled start value the convolution accumulates onto.
 Tensor conv2d_fused(const Tensor& x, const Tensor& w, const Tensor& b, int stride, int padding,
@@ -263,31 +339,43 @@ Tensor conv2d_fused(const Tensor& x, const Tensor& w, const Tensor& b, int strid
         SDXL_CUDNN_CHECK(d.api.SetStream(d.handle, stream()));
         d.bound = stream();
     }
-    Descriptors ds(d.api);
-    SDXL_CUDNN_CHECK(d.api.SetTensor4dDescriptor(ds.x, CUDNN_TENSOR_NCHW, type, to_int(N, "N"), to_int(C, "C"),
-                                                 to_int(H, "H"), to_int(W, "W")));
-    SDXL_CUDNN_CHECK(d.api.SetFilter4dDescriptor(ds.w, type, CUDNN_TENSOR_NCHW, to_int(O, "O"), int(C), to_int(kh, "kh"),
-                                                 to_int(kw, "kw")));
-    SDXL_CUDNN_CHECK(d.api.SetTensor4dDescriptor(ds.y, CUDNN_TENSOR_NCHW, type, int(N), int(O), to_int(Ho, "Ho"),
-                                                 to_int(Wo, "Wo")));
-    SDXL_CUDNN_CHECK(d.api.SetConvolution2dDescriptor(ds.conv, padding, padding, stride, stride, 1, 1,
-                                                      CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-    SDXL_CUDNN_CHECK(d.api.SetConvolutionMathType(
-        ds.conv, dt == DType::F32 && !d.tf32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH));
-
-    const Key key{int(N), int(C), int(H), int(W), int(O), int(kh), int(kw), stride, padding, int(dt)};
-    auto it = d.choices.find(key);
-    if (it == d.choices.end()) it = d.choices.emplace(key, choose(d, ds, dt, x)).first;
-    Choice& c = it->second;
+    const Key key{to_int(N, "N"), to_int(C, "C"), to_int(H, "H"), to_int(W, "W"), to_int(O, "O"), to_int(kh, "kh"),
+                  to_int(kw, "kw"), stride, padding, int(dt)};
+    auto it = d.plans.find(key);
+    if (it == d.plans.end()) {
+        Plan plan;
+        plan.ds = std::make_unique<Descriptors>(d.api);
+        const Descriptors& ds = *plan.ds;
+        SDXL_CUDNN_CHECK(d.api.SetTensor4dDescriptor(ds.x, CUDNN_TENSOR_NCHW, type, int(N), int(C), int(H), int(W)));
+        SDXL_CUDNN_CHECK(d.api.SetFilter4dDescriptor(ds.w, type, CUDNN_TENSOR_NCHW, int(O), int(C), int(kh), int(kw)));
+        SDXL_CUDNN_CHECK(d.api.SetTensor4dDescriptor(ds.y, CUDNN_TENSOR_NCHW, type, int(N), int(O), to_int(Ho, "Ho"),
+                                                     to_int(Wo, "Wo")));
+        SDXL_CUDNN_CHECK(d.api.SetConvolution2dDescriptor(ds.conv, padding, padding, stride, stride, 1, 1,
+                                                          CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+        SDXL_CUDNN_CHECK(d.api.SetConvolutionMathType(
+            ds.conv, dt == DType::F32 && !d.tf32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH));
+        // Benchmarking synchronises and allocates: never while this thread's stream captures a CUDA graph (the
+        // graph runner's eager first call of each shape has chosen by then).
+        cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+        SDXL_CUDA_CHECK(cudaStreamIsCapturing(stream(), &capturing));
+        plan.c = d.find && capturing == cudaStreamCaptureStatusNone
+                     ? find(d, ds, dt, x, xc.raw_data(), wc.raw_data(), y.raw_data())
+                     : choose(d, ds, dt, x);
+        SDXL_CUDNN_CHECK(d.api.SetConvolutionMathType(ds.conv, plan.c.math));
+        SDXL_CUDNN_CHECK(
+            d.api.GetConvolutionForwardWorkspaceSize(d.handle, ds.x, ds.w, ds.conv, ds.y, plan.c.algo, &plan.ws_size));
+        it = d.plans.emplace(key, std::move(plan)).first;
+    }
+    Plan& plan = it->second;
+    const Descriptors& ds = *plan.ds;
 
     Workspace ws;
-    size_t ws_size = 0;
-    SDXL_CUDNN_CHECK(d.api.SetConvolutionMathType(ds.conv, c.math));
-    SDXL_CUDNN_CHECK(d.api.GetConvolutionForwardWorkspaceSize(d.handle, ds.x, ds.w, ds.conv, ds.y, c.algo, &ws_size));
+    size_t ws_size = plan.ws_size;
     if (ws_size > 0) {
         try {
             ws.ptr = device::cuda_malloc(ws_size);
         } catch (const Error& e) {
+            Choice& c = plan.c;
             if (e.code() != ErrorCode::OUT_OF_MEMORY || !c.has_fallback) throw;
             // Not enough memory for the fast algorithm's workspace: use the workspace-free one from now on.
             c.algo = c.fallback_algo;
@@ -295,7 +383,8 @@ Tensor conv2d_fused(const Tensor& x, const Tensor& w, const Tensor& b, int strid
             c.has_fallback = false;
             SDXL_CUDNN_CHECK(d.api.SetConvolutionMathType(ds.conv, c.math));
             SDXL_CUDNN_CHECK(
-                d.api.GetConvolutionForwardWorkspaceSize(d.handle, ds.x, ds.w, ds.conv, ds.y, c.algo, &ws_size));
+                d.api.GetConvolutionForwardWorkspaceSize(d.handle, ds.x, ds.w, ds.conv, ds.y, c.algo, &plan.ws_size));
+            ws_size = plan.ws_size;
             if (ws_size > 0) ws.ptr = device::cuda_malloc(ws_size);
         }
     }
@@ -308,7 +397,7 @@ Tensor conv2d_fused(const Tensor& x, const Tensor& w, const Tensor& b, int strid
     const float alpha = 1.0f;
     profile::count_device_call();
     SDXL_CUDNN_CHECK(d.api.ConvolutionForward(d.handle, &alpha, ds.x, xc.raw_data(), ds.w, wc.raw_data(), ds.conv,
-                                              c.algo, ws.ptr, ws_size, &beta, ds.y, y.raw_data()));
+                                              plan.c.algo, ws.ptr, ws_size, &beta, ds.y, y.raw_data()));
     return y;
 }
 

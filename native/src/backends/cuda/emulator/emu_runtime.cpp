@@ -754,7 +754,11 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMo
     if (mode != cudaStreamCaptureModeGlobal && mode != cudaStreamCaptureModeThreadLocal && mode != cudaStreamCaptureModeRelaxed)
         return fail(cudaErrorInvalidValue, "cudaStreamBeginCapture: invalid mode " + std::to_string(int(mode)));
     if (stream->capture) return fail(cudaErrorIllegalState, "cudaStreamBeginCapture: the stream is already capturing");
-    stream->capture.reset(new sdxl_emu::Capture{mode, std::this_thread::get_id(), rt().next_capture++});
+    auto* capture = new sdxl_emu::Capture();
+    capture->mode = mode;
+    capture->thread = std::this_thread::get_id();
+    capture->id = rt().next_capture++;
+    stream->capture.reset(capture);
     return cudaSuccess;
 }
 

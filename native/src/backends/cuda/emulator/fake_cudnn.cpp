@@ -777,4 +777,67 @@ cudnnStatus_t CUDNNWINAPI cudnnConvolutionForward(cudnnHandle_t handle, const vo
     return CUDNN_STATUS_SUCCESS;
 }
 
+// cudnnFindConvolutionForwardAlgorithmEx(): "executes all applicable algorithms" on the caller's buffers and
+// returns up to requestedAlgoCount results sorted by execution time (cudnn_cnn.h). y is overwritten with the
+// convolution (alpha 1, beta 0), as every run of a real algorithm writes it. BAD_PARAM for a NULL handle, buffer
+// or output, a count below 1 or an invalid problem; EXECUTION_FAILED when x, w, y or the workspace is not device
+// memory over its range, or when the handle's stream is capturing a graph (benchmarking synchronises the device).
+// The fake's times are the deterministic cost model of cudnnGetConvolutionForwardAlgorithm_v7, not measurements;
+// algorithms it does not run, or whose workspace exceeds workSpaceSizeInBytes (the documentation does not name
+// that status; the backend only takes SUCCESS entries), are NOT_SUPPORTED and come last.
+cudnnStatus_t CUDNNWINAPI cudnnFindConvolutionForwardAlgorithmEx(
+    cudnnHandle_t handle, const cudnnTensorDescriptor_t xDesc, const void* x, const cudnnFilterDescriptor_t wDesc,
+    const void* w, const cudnnConvolutionDescriptor_t convDesc, const cudnnTensorDescriptor_t yDesc, void* y,
+    const int requestedAlgoCount, int* returnedAlgoCount, cudnnConvolutionFwdAlgoPerf_t* perfResults,
+    void* workSpace, size_t workSpaceSizeInBytes) {
+    const char* call = "cudnnFindConvolutionForwardAlgorithmEx";
+    if (!live(handle)) return fail(CUDNN_STATUS_BAD_PARAM, std::string(call) + ": bad handle");
+    if (!x || !w || !y || requestedAlgoCount < 1 || !returnedAlgoCount || !perfResults)
+        return fail(CUDNN_STATUS_BAD_PARAM,
+                    std::string(call) + ": NULL x, w, y or output, or requestedAlgoCount < 1");
+    Problem p;
+    const cudnnStatus_t s = analyse(xDesc, wDesc, convDesc, yDesc, &p);
+    if (s != CUDNN_STATUS_SUCCESS) return s;
+    if (sdxl_emu::stream_capturing(handle->stream))
+        return fail(CUDNN_STATUS_EXECUTION_FAILED, std::string(call) + ": the handle's stream is capturing a graph");
+    const size_t es = ty_size(p.type);
+    const size_t w_bytes = size_t(p.K) * p.Cg * p.R * p.S * es;
+    if (!device_ok("x", x, size_t(tensor_span(p.x)) * es) || !device_ok("w", w, w_bytes) ||
+        !device_ok("y", y, size_t(tensor_span(p.y)) * es) ||
+        (workSpaceSizeInBytes > 0 && (!workSpace || !device_ok("workSpace", workSpace, workSpaceSizeInBytes))))
+        return CUDNN_STATUS_EXECUTION_FAILED;
+    std::vector<cudnnConvolutionFwdAlgoPerf_t> list;
+    bool ran = false;
+    for (int a = 0; a < int(CUDNN_CONVOLUTION_FWD_ALGO_COUNT); ++a) {
+        const auto algo = cudnnConvolutionFwdAlgo_t(a);
+        cudnnConvolutionFwdAlgoPerf_t e;
+        std::memset(&e, 0, sizeof e);
+        e.algo = algo;
+        const bool runs = p.supported && algo_runs(algo) && workspace_bytes(p, algo) <= workSpaceSizeInBytes;
+        e.status = runs ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_NOT_SUPPORTED;
+        e.time = model_time(p, algo);
+        e.memory = runs ? workspace_bytes(p, algo) : 0;
+        e.determinism = CUDNN_DETERMINISTIC;
+        e.mathType = p.type == Ty::F32 ? CUDNN_DEFAULT_MATH : CUDNN_TENSOR_OP_MATH;
+        list.push_back(e);
+        ran = ran || runs;
+    }
+    if (ran) {
+        try {
+            run_forward(p, 1.0f, x, w, 0.0f, y);  // every algorithm computes the same numbers here
+        } catch (const std::bad_alloc&) {
+            return fail(CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED, std::string(call) + ": out of memory");
+        }
+    }
+    std::stable_sort(list.begin(), list.end(), [](const auto& l, const auto& r) {
+        if ((l.status == CUDNN_STATUS_SUCCESS) != (r.status == CUDNN_STATUS_SUCCESS))
+            return l.status == CUDNN_STATUS_SUCCESS;
+        return l.time < r.time;
+    });
+    const int count = std::min<int>(requestedAlgoCount, int(list.size()));
+    for (int i = 0; i < count; ++i) perfResults[i] = list[size_t(i)];
+    *returnedAlgoCount = count;
+    return CUDNN_STATUS_SUCCESS;
+}
+
 }  // extern "C"
