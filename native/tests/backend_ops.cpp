@@ -93,7 +93,15 @@ std::vector<Case> build_cases() {
         binary(name, f, {2, 320, 32, 32}, {1, 320, 1, 1}, false);
         binary(name, f, {3, 1, 5}, {4, 1}, true);
         binary(name, f, {2, 3, 7, 5}, {2, 3, 7, 5}, true);
+        // the 16-byte pack paths: both contiguous, and a row [C] broadcast over [N, L, C] (transformer widths)
+        binary(name, f, {2, 256, 640}, {2, 256, 640}, false);
+        binary(name, f, {2, 256, 640}, {640}, false);
+        binary(name, f, {3, 16}, {16}, true);
     }
+    // a view starting one element into its storage: not 16-byte aligned, so the general kernel runs
+    c.push_back({"add", "[17] narrowed to [1:17] (unaligned) + [16]", {{{17}}, {{16}}},
+                 [](const std::vector<Tensor>& in) { return ops::add(in[0].narrow(0, 1, 16), in[1]); }, kExact, kF16Out,
+                 kBF16Out, "one IEEE add per element: exact in F32; F16/BF16 round the result once", true});
     for (auto [s, small] : {std::pair<Shape, bool>{{2, 320, 128, 128}, false}, {{2, 320, 32, 32}, false}, {{13}, true}}) {
         c.push_back({"scale", shape_str(s), {{s}}, [](const std::vector<Tensor>& in) { return ops::scale(in[0], 0.18215f, -0.5f); },
                      kF32Math, kF16Out, kBF16Out, "alpha * x + beta: FMA vs separate rounding", small});
