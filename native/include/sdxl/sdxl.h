@@ -113,6 +113,41 @@ private:
     void* impl_;  // std::shared_ptr<sdxl::io::SafetensorsFile>*
 };
 
+// A single-file SDXL checkpoint in the original SGM / AUTOMATIC1111 layout (Civitai, the Hub's
+// sd_xl_base_1.0.safetensors): model.diffusion_model.* (UNet), first_stage_model.* (VAE),
+// conditioner.embedders.0.transformer.* (CLIP-L) and conditioner.embedders.1.model.* (OpenCLIP-G; the refiner has
+// only conditioner.embedders.0.model.*). open() refuses files that are not SDXL in this layout with BAD_MODEL_FILE
+// naming what they look like (SD 1.x/2.x, SD3, Flux, a LoRA, ...), and pickles (.ckpt) without reading them.
+// The models' load_single_file() map each component to diffusers names through an explicit key map: views into
+// the mapped file where the layout allows, one small copy for OpenCLIP's transposed text_projection.
+class SingleFileCheckpoint {
+public:
+    SingleFileCheckpoint(const SingleFileCheckpoint& other);
+    ~SingleFileCheckpoint();
+    SingleFileCheckpoint& operator=(const SingleFileCheckpoint& other);
+
+    static SingleFileCheckpoint open(const std::string& path);
+    std::string path() const;
+    bool is_refiner() const;              // OpenCLIP-G only, as conditioner.embedders.0.model
+    std::string storage_dtype() const;    // "F32", "F16", "BF16" or "mixed"
+    // "unet", "vae", "text_encoder" (base only), "text_encoder_2".
+    bool has_component(const std::string& component) const;
+    // The checkpoint tensor behind a diffusers key ("model.diffusion_model.input_blocks.1.0.in_layers.2.weight",
+    // "...attn.in_proj_weight[48:96]", "...text_projection (transposed)"), or "" when the key map has none.
+    std::string unet_source(const UNetConfig& config, const std::string& key) const;
+    std::string vae_source(const VaeConfig& config, const std::string& key) const;
+    std::string text_encoder_source(const ClipTextConfig& config, const std::string& component,
+                                    const std::string& key) const;
+    // The diffusers keys the checkpoint key feeds (three for a fused in_proj; none if the key map has no rule).
+    std::vector<std::string> diffusers_keys(const UNetConfig& unet, const VaeConfig& vae,
+                                            const ClipTextConfig& text_encoder_2, const std::string& key) const;
+
+private:
+    friend struct HandleAccess;
+    SingleFileCheckpoint();
+    void* impl_;  // std::shared_ptr<sdxl::models::SgmCheckpoint>*
+};
+
 // torch.Generator("cpu").manual_seed(seed) with torch.randn(shape, generator=g, dtype=float32), bit for bit on
 // any machine (see native/src/core/random.h). Copies of the handle share one stream (handing the generator
 // from base to refiner keeps drawing where it stopped); clone() starts an independent copy of the state.
@@ -152,6 +187,10 @@ public:
                               int device = DEVICE_CPU, int dtype = DTYPE_F32);
     static ClipTextModel random(const ClipTextConfig& config, int64_t seed, int device = DEVICE_CPU,
                                 int dtype = DTYPE_F32);
+    // component: "text_encoder" (CLIP-L) or "text_encoder_2" (OpenCLIP-G) of a single-file checkpoint.
+    static ClipTextModel load_single_file(const ClipTextConfig& config, const SingleFileCheckpoint& checkpoint,
+                                          const std::string& component, int device = DEVICE_CPU,
+                                          int dtype = DTYPE_F32);
     int device() const;
     int dtype() const;
     // input_ids [B, L] I64 -> [last_hidden_state, pooled (projected when with_projection),
@@ -175,6 +214,8 @@ public:
     static UNetModel load(const UNetConfig& config, const std::vector<std::string>& weight_files,
                           int device = DEVICE_CPU, int dtype = DTYPE_F32);
     static UNetModel random(const UNetConfig& config, int64_t seed, int device = DEVICE_CPU, int dtype = DTYPE_F32);
+    static UNetModel load_single_file(const UNetConfig& config, const SingleFileCheckpoint& checkpoint,
+                                      int device = DEVICE_CPU, int dtype = DTYPE_F32);
     int device() const;
     int dtype() const;
     // sample [B, C, H, W], timestep 0-d or [B], encoder_hidden_states [B, L, D], text_embeds [B, P],
@@ -204,6 +245,8 @@ public:
     static VaeModel load(const VaeConfig& config, const std::vector<std::string>& weight_files,
                          int device = DEVICE_CPU, int dtype = DTYPE_F32);
     static VaeModel random(const VaeConfig& config, int64_t seed, int device = DEVICE_CPU, int dtype = DTYPE_F32);
+    static VaeModel load_single_file(const VaeConfig& config, const SingleFileCheckpoint& checkpoint,
+                                     int device = DEVICE_CPU, int dtype = DTYPE_F32);
     int device() const;
     int dtype() const;
     // z = latents / scaling_factor [B, 4, h, w] -> image [B, 3, 8h, 8w], with the model's tiling settings

@@ -8,6 +8,7 @@
 
 namespace sdxl::models {
 class UNet2DConditionModel;
+class SgmCheckpoint;
 }
 namespace sdxl::schedulers {
 class Scheduler;
@@ -23,6 +24,7 @@ Tensor wrap(sdxl::Tensor t);
 struct HandleAccess {
     static std::shared_ptr<const models::UNet2DConditionModel> unet(const UNetModel& handle);
     static std::shared_ptr<schedulers::Scheduler> scheduler(const Scheduler& handle);
+    static std::shared_ptr<models::SgmCheckpoint> checkpoint(const SingleFileCheckpoint& handle);
 };
 
 }  // namespace sdxl::api

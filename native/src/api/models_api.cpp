@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "models/autoencoder_kl.h"
 #include "models/clip_text.h"
+#include "models/single_file.h"
 #include "models/unet2d_condition.h"
 #include "nn/weights.h"
 
@@ -47,6 +48,18 @@ template <typename Model, typename Config>
 std::shared_ptr<Model> build_from_files(const Config& config, const std::vector<std::string>& files,
                                         const std::vector<std::string>& buffers, const nn::Placement& placement) {
     nn::WeightBuilder vb(nn::safetensors_source(files), placement);
+    auto model = std::make_shared<Model>(config, vb);
+    for (const auto& b : buffers) vb.skip(b);
+    vb.check_all_used();
+    return model;
+}
+
+// The same over one component of a single-file checkpoint, through its key map.
+template <typename Model, typename Config>
+std::shared_ptr<Model> build_from_checkpoint(const Config& config, const models::SgmCheckpoint& checkpoint,
+                                             const models::SgmKeyMap& map, const std::vector<std::string>& buffers,
+                                             const nn::Placement& placement) {
+    nn::WeightBuilder vb(checkpoint.source(map), placement);
     auto model = std::make_shared<Model>(config, vb);
     for (const auto& b : buffers) vb.skip(b);
     vb.check_all_used();
@@ -103,6 +116,23 @@ ClipTextModel ClipTextModel::random(const ClipTextConfig& config, int64_t seed, 
     return m;
 }
 
+ClipTextModel ClipTextModel::load_single_file(const ClipTextConfig& config, const SingleFileCheckpoint& checkpoint,
+                                              const std::string& component, int device, int dtype) {
+    auto ck = HandleAccess::checkpoint(checkpoint);
+    if (component != "text_encoder" && component != "text_encoder_2")
+        fail(sdxl::ErrorCode::INVALID_ARGUMENT, "component must be text_encoder or text_encoder_2, got '", component, "'");
+    if (!ck->has(component))
+        fail(sdxl::ErrorCode::NOT_FOUND, ck->path(), ": this checkpoint has no ", component,
+             component == "text_encoder" ? " (an SDXL refiner checkpoint holds only OpenCLIP-G, text_encoder_2)" : "");
+    const models::SgmKeyMap map = component == "text_encoder"
+                                      ? models::SgmKeyMap::clip_l()
+                                      : models::SgmKeyMap::open_clip(config, ck->open_clip_prefix());
+    ClipTextModel m;
+    *static_cast<std::shared_ptr<models::ClipTextModel>*>(m.impl_) = build_from_checkpoint<models::ClipTextModel>(
+        config, *ck, map, {"text_model.embeddings.position_ids"}, placement_of(device, dtype));
+    return m;
+}
+
 int ClipTextModel::device() const { return device_code(get<models::ClipTextModel>(impl_).placement()); }
 int ClipTextModel::dtype() const { return dtype_code(get<models::ClipTextModel>(impl_).placement()); }
 
@@ -133,6 +163,16 @@ UNetModel UNetModel::random(const UNetConfig& config, int64_t seed, int device, 
     return m;
 }
 
+UNetModel UNetModel::load_single_file(const UNetConfig& config, const SingleFileCheckpoint& checkpoint, int device,
+                                      int dtype) {
+    auto ck = HandleAccess::checkpoint(checkpoint);
+    UNetModel m;
+    *static_cast<std::shared_ptr<models::UNet2DConditionModel>*>(m.impl_) =
+        build_from_checkpoint<models::UNet2DConditionModel>(config, *ck, models::SgmKeyMap::unet(config), {},
+                                                            placement_of(device, dtype));
+    return m;
+}
+
 int UNetModel::device() const { return device_code(get<models::UNet2DConditionModel>(impl_).placement()); }
 int UNetModel::dtype() const { return dtype_code(get<models::UNet2DConditionModel>(impl_).placement()); }
 
@@ -159,6 +199,15 @@ VaeModel VaeModel::random(const VaeConfig& config, int64_t seed, int device, int
     VaeModel m;
     *static_cast<std::shared_ptr<models::AutoencoderKL>*>(m.impl_) =
         build_random<models::AutoencoderKL>(config, seed, placement_of(device, dtype));
+    return m;
+}
+
+VaeModel VaeModel::load_single_file(const VaeConfig& config, const SingleFileCheckpoint& checkpoint, int device,
+                                    int dtype) {
+    auto ck = HandleAccess::checkpoint(checkpoint);
+    VaeModel m;
+    *static_cast<std::shared_ptr<models::AutoencoderKL>*>(m.impl_) = build_from_checkpoint<models::AutoencoderKL>(
+        config, *ck, models::SgmKeyMap::vae(config), {}, placement_of(device, dtype));
     return m;
 }
 

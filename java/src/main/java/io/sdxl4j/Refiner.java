@@ -35,6 +35,15 @@ public final class Refiner implements AutoCloseable {
         return new Refiner(SdxlEngine.load(folder, options, true, null));
     }
 
+    /**
+     * A refiner (or any SDXL model, for img2img) from a single-file SGM/A1111 checkpoint; configs from {@code
+     * configFolder} (a diffusers folder) or, when null, the bundled SDXL 1.0 configs for the type the keys show.
+     */
+    public static Refiner fromSingleFile(Path file, Path configFolder, PipelineOptions options) {
+        Sdxl4j.load();
+        return new Refiner(SdxlEngine.loadSingleFile(file, configFolder, options, true, null));
+    }
+
     /** A local folder or a Hugging Face repo id found in the local hub cache. */
     public static Refiner fromPretrained(String pathOrRepoId, PipelineOptions options) {
         return load(StableDiffusionXL.resolve(pathOrRepoId), options);

@@ -8,6 +8,7 @@ import io.sdxl4j.models.ClipTextModel;
 import io.sdxl4j.models.ClipTextOutput;
 import io.sdxl4j.models.DiffusersFolder;
 import io.sdxl4j.models.LatentDistribution;
+import io.sdxl4j.models.SingleFileCheckpoint;
 import io.sdxl4j.models.UNet2DConditionModel;
 import io.sdxl4j.models.UNetConfig;
 import io.sdxl4j.models.VaeConfig;
@@ -125,13 +126,16 @@ final class SdxlEngine implements AutoCloseable {
     final boolean forceZerosForEmptyPrompt;
     final boolean requiresAestheticsScore;
     final PipelineOptions options;
+    final SingleFileCheckpoint checkpoint;  // the single file the weights come from (folder = its configs), or null
     private final List<AutoCloseable> owned;
     private volatile boolean closed;
 
     private SdxlEngine(Path folder, boolean img2img, List<Encoder> encoders, Slot<UNet2DConditionModel> unet,
                        Slot<AutoencoderKL> vae, VaeConfig vaeConfig, Path schedulerConfig, boolean forceZeros,
-                       boolean requiresAesthetics, PipelineOptions options, List<AutoCloseable> owned) {
+                       boolean requiresAesthetics, PipelineOptions options, SingleFileCheckpoint checkpoint,
+                       List<AutoCloseable> owned) {
         this.folder = folder;
+        this.checkpoint = checkpoint;
         this.img2img = img2img;
         this.encoders = encoders;
         this.unet = unet;
@@ -153,9 +157,37 @@ final class SdxlEngine implements AutoCloseable {
      * vae=base.vae}); they stay owned by that engine.
      */
     static SdxlEngine load(Path folder, PipelineOptions options, boolean img2img, SdxlEngine shareFrom) {
+        if (SingleFileCheckpoint.isSingleFile(folder)) {
+            return loadSingleFile(folder, null, options, img2img, shareFrom);
+        }
+        return load(folder, null, options, img2img, shareFrom, new ArrayList<>());
+    }
+
+    /**
+     * Loads a single-file SGM/A1111 checkpoint: the weights from the file (mapped natively), everything else
+     * (component configs, tokenizers, scheduler) from {@code configFolder}, a diffusers folder as diffusers'
+     * {@code from_single_file(config=...)} takes it, or when null the real SDXL 1.0 base/refiner configs shipped
+     * in the jar for the type the file's keys show.
+     */
+    static SdxlEngine loadSingleFile(Path file, Path configFolder, PipelineOptions options, boolean img2img,
+                                     SdxlEngine shareFrom) {
+        checkDevice(options);
+        List<AutoCloseable> owned = new ArrayList<>();
+        try {
+            SingleFileCheckpoint ck = SingleFileCheckpoint.open(file);
+            owned.add(ck);
+            Path configs = configFolder != null ? configFolder : io.sdxl4j.models.BundledConfigs.folder(ck.isRefiner());
+            return load(configs, ck, options, img2img, shareFrom, owned);
+        } catch (RuntimeException e) {
+            closeAll(owned);
+            throw e;
+        }
+    }
+
+    private static SdxlEngine load(Path folder, SingleFileCheckpoint ck, PipelineOptions options, boolean img2img,
+                                   SdxlEngine shareFrom, List<AutoCloseable> owned) {
         checkDevice(options);
         DiffusersFolder df = DiffusersFolder.open(folder);
-        List<AutoCloseable> owned = new ArrayList<>();
         try {
             String variant = options.variant() == null || options.variant().isEmpty() ? null : options.variant();
             Device device = options.device();
@@ -165,8 +197,10 @@ final class SdxlEngine implements AutoCloseable {
             if (df.componentClass("text_encoder").isPresent()) {
                 ClipTokenizer tok = ClipTokenizer.load(df.component("tokenizer", "CLIPTokenizer"));
                 String v = variantIn(df, "text_encoder", variant);
-                Slot<ClipTextModel> te = own(owned, new Slot<>(() -> df.textEncoder(v, device, dtype), offload));
                 ClipTextConfig cfg = ClipTextConfig.read(df.component("text_encoder").resolve("config.json"));
+                Slot<ClipTextModel> te = own(owned, new Slot<>(() -> ck != null
+                        ? ClipTextModel.load(ck, "text_encoder", cfg, device, dtype)
+                        : df.textEncoder(v, device, dtype), offload));
                 encoders.add(new Encoder(tok, te, cfg, cfg.withProjection()));
             }
             Encoder second;
@@ -176,8 +210,10 @@ final class SdxlEngine implements AutoCloseable {
             } else {
                 ClipTokenizer tok2 = ClipTokenizer.load(df.component("tokenizer_2", "CLIPTokenizer"));
                 String v = variantIn(df, "text_encoder_2", variant);
-                Slot<ClipTextModel> te2 = own(owned, new Slot<>(() -> df.textEncoder2(v, device, dtype), offload));
                 ClipTextConfig cfg = ClipTextConfig.read(df.component("text_encoder_2").resolve("config.json"));
+                Slot<ClipTextModel> te2 = own(owned, new Slot<>(() -> ck != null
+                        ? ClipTextModel.load(ck, "text_encoder_2", cfg, device, dtype)
+                        : df.textEncoder2(v, device, dtype), offload));
                 second = new Encoder(tok2, te2, cfg, cfg.withProjection());
             }
             if (!second.projection()) {
@@ -186,7 +222,11 @@ final class SdxlEngine implements AutoCloseable {
             }
             encoders.add(second);
             String uv = variantIn(df, "unet", variant);
-            Slot<UNet2DConditionModel> unet = own(owned, new Slot<>(() -> df.unet(uv, device, dtype), offload));
+            UNetConfig singleFileUnet = ck != null
+                    ? UNetConfig.read(df.component("unet", "UNet2DConditionModel").resolve("config.json")) : null;
+            Slot<UNet2DConditionModel> unet = own(owned, new Slot<>(() -> ck != null
+                    ? UNet2DConditionModel.load(ck, singleFileUnet, device, dtype)
+                    : df.unet(uv, device, dtype), offload));
             Slot<AutoencoderKL> vae;
             VaeConfig vaeConfig;
             if (shareFrom != null) {
@@ -197,7 +237,9 @@ final class SdxlEngine implements AutoCloseable {
                 // The SDXL VAE overflows in fp16 (diffusers' force_upcast): it then runs in F32.
                 DType vaeType = dtype == DType.F16 && vaeConfig.forceUpcast() ? DType.F32 : dtype;
                 String vv = variantIn(df, "vae", variant);
-                vae = own(owned, new Slot<>(() -> df.vae(vv, device, vaeType), offload));
+                VaeConfig vc = vaeConfig;
+                vae = own(owned, new Slot<>(() -> ck != null ? AutoencoderKL.load(ck, vc, device, vaeType)
+                        : df.vae(vv, device, vaeType), offload));
             }
             // A refiner loaded from a base also takes the base's scheduler, as the seed does
             // (scheduler=base_pipeline.scheduler); requests may still choose another.
@@ -209,7 +251,7 @@ final class SdxlEngine implements AutoCloseable {
             boolean forceZeros = df.flag("force_zeros_for_empty_prompt", true);
             boolean aesthetics = df.flag("requires_aesthetics_score", false);
             SdxlEngine engine = new SdxlEngine(folder, img2img, List.copyOf(encoders), unet, vae, vaeConfig, sched,
-                    forceZeros, aesthetics, options, owned);
+                    forceZeros, aesthetics, options, ck, owned);
             unet.release();  // the config was read through it; an offloaded UNet goes until the loop needs it
             return engine;
         } catch (RuntimeException e) {

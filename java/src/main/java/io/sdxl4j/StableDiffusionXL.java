@@ -43,6 +43,29 @@ public final class StableDiffusionXL implements AutoCloseable {
         return load(resolve(pathOrRepoId), options);
     }
 
+    /**
+     * diffusers' {@code from_single_file}: one {@code .safetensors} checkpoint in the original SGM / AUTOMATIC1111
+     * layout (what Civitai and most fine-tunes ship), with the real SDXL 1.0 configs and tokenizers shipped in the
+     * jar for the type its keys show (base or refiner). {@link #load(Path, PipelineOptions)} does the same for a
+     * file path.
+     *
+     * @throws SdxlException BAD_MODEL_FILE for a file that is not an SDXL checkpoint in that layout (the message says
+     *     what it looks like: SD 1.x/2.x, SD3, Flux, a LoRA, ...) and for pickles ({@code .ckpt}), which are never
+     *     read: convert them to safetensors
+     */
+    public static StableDiffusionXL fromSingleFile(Path file, PipelineOptions options) {
+        return fromSingleFile(file, null, options);
+    }
+
+    /**
+     * As {@link #fromSingleFile(Path, PipelineOptions)} with the component configs, tokenizers and scheduler config
+     * taken from {@code configFolder}, a diffusers folder (diffusers' {@code config=}); null for the bundled ones.
+     */
+    public static StableDiffusionXL fromSingleFile(Path file, Path configFolder, PipelineOptions options) {
+        Sdxl4j.load();
+        return new StableDiffusionXL(SdxlEngine.loadSingleFile(file, configFolder, options, false, null));
+    }
+
     static Path resolve(String pathOrRepoId) {
         return HuggingFaceCache.fromEnvironment().resolveModelArgument(pathOrRepoId, null);
     }
@@ -71,9 +94,22 @@ public final class StableDiffusionXL implements AutoCloseable {
         return new Refiner(SdxlEngine.load(refinerFolder, options, true, engine));
     }
 
-    /** The folder this pipeline was loaded from. */
+    /** The folder this pipeline was loaded from (for a single-file checkpoint: the folder of its configs). */
     public Path folder() {
         return engine.folder;
+    }
+
+    /** The single-file checkpoint the weights came from, or null when loaded from a diffusers folder. */
+    public Path singleFile() {
+        return engine.checkpoint == null ? null : engine.checkpoint.path();
+    }
+
+    /**
+     * AUTOMATIC1111's {@code Model hash} of a single-file checkpoint (the first 10 hex digits of the file's SHA-256,
+     * computed on first use: it reads the whole file), or null for a diffusers folder, which A1111 has no hash for.
+     */
+    public String modelHash() {
+        return engine.checkpoint == null ? null : engine.checkpoint.a1111Hash();
     }
 
     /** 1024 for SDXL (the UNet's sample_size x 8): the size used when a request gives none. */

@@ -73,11 +73,14 @@ public final class Generate implements Callable<Integer> {
     String scheduler;
     @Option(names = "--images", defaultValue = "1", description = "images per prompt (default: ${DEFAULT-VALUE})")
     int images;
-    @Option(names = {"-m", "--model"}, description = "base model: a diffusers folder or a Hugging Face repo id in the local cache (default: $SDXL4J_MODEL, then "
+    @Option(names = {"-m", "--model"}, description = "base model: a diffusers folder, a single-file SDXL checkpoint (.safetensors in the SGM/A1111 layout) or a Hugging Face repo id in the local cache (default: $SDXL4J_MODEL, then "
             + DEFAULT_REPO + " in the cache, then the bundled test model)")
     String model;
     @Option(names = "--variant", description = "weight file variant, e.g. fp16")
     String variant;
+    @Option(names = "--config", description = "for a single-file --model/--refiner (.safetensors, SGM/A1111 layout): a diffusers folder whose component configs, tokenizers and scheduler config to use (default: the SDXL 1.0 configs shipped with sdxl4j)")
+    Path config;
+
     @Option(names = "--refiner", description = "refiner model (folder or repo id): base and refiner as an ensemble of experts, or the img2img model")
     String refiner;
     @Option(names = {"--high-noise-frac", "--denoising-end"}, defaultValue = "0.8", description = "with --refiner: the fraction of the schedule the base runs (default: ${DEFAULT-VALUE})")
@@ -135,11 +138,11 @@ public final class Generate implements Callable<Integer> {
                 Path img2imgModel = refiner != null ? resolve(refiner) : modelPath;
                 GenerationRequest r = withoutSize(request).toBuilder().image(image).strength(strength).aestheticScore(aestheticScore)
                         .negativeAestheticScore(negativeAestheticScore).build();
-                try (Refiner pipe = Refiner.load(img2imgModel, options)) {
+                try (Refiner pipe = openRefiner(img2imgModel, options)) {
                     result = pipe.generate(r, g, progress("img2img"), cancel);
                 }
             } else if (refiner != null) {
-                try (StableDiffusionXL base = StableDiffusionXL.load(modelPath, options);
+                try (StableDiffusionXL base = openBase(modelPath, options);
                      Refiner ref = base.loadRefiner(resolve(refiner), options)) {
                     GenerationResult latents = base.generate(request.toBuilder().denoisingEnd(highNoiseFrac)
                             .output(GenerationRequest.Output.LATENT).build(), g, progress("base"), cancel);
@@ -150,10 +153,12 @@ public final class Generate implements Callable<Integer> {
                             .negativeAestheticScore(negativeAestheticScore).build();
                     result = ref.generate(refine, g, progress("refiner"), cancel);
                     refinerLabel = ref.folder().getFileName().toString();
+                    modelHash = base.modelHash();
                 }
             } else {
-                try (StableDiffusionXL base = StableDiffusionXL.load(modelPath, options)) {
+                try (StableDiffusionXL base = openBase(modelPath, options)) {
                     result = base.generate(request, g, progress("base"), cancel);
+                    modelHash = base.modelHash();
                 }
             }
             List<Path> written = write(result, modelPath, refinerLabel);
@@ -212,7 +217,11 @@ public final class Generate implements Callable<Integer> {
         Path base = output != null ? output : Path.of("sdxl4j-" + result.seed() + ".png");
         for (int i = 0; i < result.count(); i++) {
             Path file = result.count() == 1 ? base : suffixed(base, i + 1);
-            GenerationParameters.Builder p = result.parametersBuilder(i).model(modelPath.getFileName().toString());
+            GenerationParameters.Builder p = result.parametersBuilder(i);
+            if (modelHash != null) {
+                p.modelHash(modelHash);  // A1111: the first 10 hex digits of the checkpoint's SHA-256
+            }
+            p.model(modelName(modelPath));
             if (refinerLabel != null) {
                 p.refiner(refinerLabel).refinerSwitchAt(highNoiseFrac);
             }
@@ -222,6 +231,25 @@ public final class Generate implements Callable<Integer> {
             out.add(file);
         }
         return out;
+    }
+
+    /** Set when the base model is a single file: its A1111 short hash for the PNG's parameters. */
+    private String modelHash;
+
+    /** A1111 records a checkpoint by its file name without the extension; a folder by its name. */
+    private static String modelName(Path model) {
+        String name = model.getFileName().toString();
+        int dot = name.lastIndexOf('.');
+        return Files.isRegularFile(model) && dot > 0 ? name.substring(0, dot) : name;
+    }
+
+    private StableDiffusionXL openBase(Path model, PipelineOptions options) {
+        return Files.isRegularFile(model) ? StableDiffusionXL.fromSingleFile(model, config, options)
+                : StableDiffusionXL.load(model, options);
+    }
+
+    private Refiner openRefiner(Path model, PipelineOptions options) {
+        return Files.isRegularFile(model) ? Refiner.fromSingleFile(model, config, options) : Refiner.load(model, options);
     }
 
     private static Path suffixed(Path p, int i) {
@@ -260,6 +288,14 @@ public final class Generate implements Callable<Integer> {
     }
 
     private static Path resolve(String pathOrRepo) {
+        try {
+            Path file = Path.of(pathOrRepo);
+            if (Files.isRegularFile(file)) {
+                return file;  // a single-file checkpoint
+            }
+        } catch (java.nio.file.InvalidPathException e) {
+            // a repo id
+        }
         return HuggingFaceCache.fromEnvironment().resolveModelArgument(pathOrRepo, null);
     }
 

@@ -48,6 +48,17 @@ public final class AutoencoderKL implements AutoCloseable {
         });
     }
 
+    /** The VAE of a single-file checkpoint (first_stage_model.*), under the diffusers {@code config}. */
+    public static AutoencoderKL load(SingleFileCheckpoint checkpoint, VaeConfig config, io.sdxl4j.Device device,
+                                     io.sdxl4j.DType dtype) {
+        return Native.call(() -> {
+            try (NativeVaeConfig c = config.toNative()) {
+                return new AutoencoderKL(NativeVaeModel.load_single_file(c, checkpoint.handle(), device.code(),
+                        dtype.code()), config);
+            }
+        });
+    }
+
     public static AutoencoderKL random(VaeConfig config, long seed) {
         Sdxl4j.load();
         return Native.call(() -> {

@@ -43,6 +43,20 @@ public final class ClipTextModel implements AutoCloseable {
         });
     }
 
+    /**
+     * A text encoder of a single-file checkpoint: {@code component} "text_encoder" (CLIP-L) or "text_encoder_2"
+     * (OpenCLIP-G, mapped to CLIPTextModelWithProjection), under the diffusers {@code config}.
+     */
+    public static ClipTextModel load(SingleFileCheckpoint checkpoint, String component, ClipTextConfig config,
+                                     io.sdxl4j.Device device, io.sdxl4j.DType dtype) {
+        return Native.call(() -> {
+            try (NativeClipTextConfig c = config.toNative()) {
+                return new ClipTextModel(NativeClipTextModel.load_single_file(c, checkpoint.handle(), component,
+                        device.code(), dtype.code()), config);
+            }
+        });
+    }
+
     /** A model with deterministic random weights (for shape, memory and speed checks). */
     public static ClipTextModel random(ClipTextConfig config, long seed) {
         Sdxl4j.load();

@@ -43,6 +43,18 @@ public final class UNet2DConditionModel implements AutoCloseable {
         });
     }
 
+    /** The UNet of a single-file checkpoint (model.diffusion_model.*, SGM numbering), under the diffusers {@code config}. */
+    public static UNet2DConditionModel load(SingleFileCheckpoint checkpoint, UNetConfig config, Device device,
+                                            DType dtype) {
+        checkPlacement(device, dtype);
+        return Native.call(() -> {
+            try (NativeUNetConfig c = config.toNative()) {
+                return new UNet2DConditionModel(NativeUNetModel.load_single_file(c, checkpoint.handle(), device.code(),
+                        dtype.code()), config);
+            }
+        });
+    }
+
     /** A model with deterministic random weights on the CPU in F32 (for shape, memory and speed checks). */
     public static UNet2DConditionModel random(UNetConfig config, long seed) {
         return random(config, seed, Device.CPU, DType.F32);

@@ -32,6 +32,8 @@ public class sdxl implements InfoMapper {
                 .put(new Info("sdxl::api::Tensor").pointerTypes("NativeTensor"))
                 .put(new Info("sdxl::api::TensorList").pointerTypes("NativeTensorList"))
                 .put(new Info("sdxl::api::SafetensorsFile").pointerTypes("NativeSafetensorsFile"))
+                .put(new Info("sdxl::api::SingleFileCheckpoint").pointerTypes("NativeSingleFileCheckpoint"))
+                .put(new Info("sdxl::api::SingleFileCheckpoint::operator =").skip())
                 .put(new Info("sdxl::api::Generator").pointerTypes("NativeGenerator"))
                 .put(new Info("sdxl::api::Generator::operator =").skip())
                 .put(new Info("sdxl::api::TensorAccess").skip())
