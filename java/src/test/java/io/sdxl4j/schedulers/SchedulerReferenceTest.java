@@ -36,6 +36,11 @@ import org.junit.jupiter.api.TestFactory;
  */
 class SchedulerReferenceTest {
     private static final double ATOL = 1e-5;
+    /**
+     * Classes whose whole trajectory is reproduced bit for bit (tolerance 0): DEIS's coefficients use np.log,
+     * emulated exactly (issue 16: with libm's logf, deis_n25 was 5.25e-6 off and a 30-step case 1.1e-5).
+     */
+    private static final java.util.Set<String> EXACT_CLASSES = java.util.Set.of("DEISMultistepScheduler");
     private static final double SIGMA_RTOL = 1e-6;
     private static final Path CONFIG = ReferenceData.root().resolve("configs/sdxl-base-1.0/scheduler/scheduler_config.json");
 
@@ -96,6 +101,7 @@ class SchedulerReferenceTest {
             }
         }
         long seed = p.get("seed").asLong();
+        double atol = EXACT_CLASSES.contains(p.get("class").asText()) ? 0.0 : ATOL;
         boolean useGenerator = p.path("step_generator").asBoolean(false);
         double[] ts = doubles(f, "t_per_step");
         double worst = 0;
@@ -109,7 +115,7 @@ class SchedulerReferenceTest {
              Generator g = useGenerator ? Generator.seeded(seed + 2) : null) {
             long[] has = hasPred.toLongArray();
             Tensor x = Ops.scale(xInit, (float) s.initNoiseSigma(), 0f);
-            worst = Math.max(worst, check(name + " x_start", xStart, x));
+            worst = Math.max(worst, check(name + " x_start", xStart, x, atol));
             for (int i = 0; i < ts.length; i++) {
                 try (Tensor in = s.scaleModelInput(x, i);
                      Tensor wantIn = modelInputs.narrow(0, i, 1).reshape(xInit.shape());
@@ -118,11 +124,11 @@ class SchedulerReferenceTest {
                      Tensor eps = Ops.add(a, b);
                      StepOutput out = s.step(eps, i, x, g);
                      Tensor wantX = xs.narrow(0, i, 1).reshape(xInit.shape())) {
-                    worst = Math.max(worst, check(name + " model_input[" + i + "]", wantIn, in));
-                    worst = Math.max(worst, check(name + " x[" + i + "]", wantX, out.prevSample()));
+                    worst = Math.max(worst, check(name + " model_input[" + i + "]", wantIn, in, atol));
+                    worst = Math.max(worst, check(name + " x[" + i + "]", wantX, out.prevSample(), atol));
                     if (has[i] != 0 && out.predOriginalSample() != null) {
                         try (Tensor wantPred = preds.narrow(0, i, 1).reshape(xInit.shape())) {
-                            worst = Math.max(worst, check(name + " pred_original_sample[" + i + "]", wantPred, out.predOriginalSample()));
+                            worst = Math.max(worst, check(name + " pred_original_sample[" + i + "]", wantPred, out.predOriginalSample(), atol));
                         }
                     }
                     x.close();
@@ -134,9 +140,9 @@ class SchedulerReferenceTest {
         System.out.printf("[reference] %s trajectory max|diff| = %.3g%n", name, worst);
     }
 
-    private static double check(String what, Tensor expected, Tensor actual) {
+    private static double check(String what, Tensor expected, Tensor actual, double atol) {
         double d = ReferenceData.maxAbsDiff(expected.toFloatArray(), actual.toFloatArray());
-        assertTrue(d <= ATOL, what + ": max |diff| " + d + " > " + ATOL);
+        assertTrue(d <= atol, what + ": max |diff| " + d + " > " + atol);
         return d;
     }
 }
