@@ -183,7 +183,7 @@ class PipelineReferenceTest {
     }
 
     /** diffusers call kwargs -> request builder (the names are the same, in camel case). */
-    private static GenerationRequest.Builder request(JsonNode kw, SafetensorsFile f) {
+    static GenerationRequest.Builder request(JsonNode kw, SafetensorsFile f) {
         GenerationRequest.Builder b = GenerationRequest.builder();
         Iterator<Map.Entry<String, JsonNode>> it = kw.fields();
         while (it.hasNext()) {
@@ -233,7 +233,7 @@ class PipelineReferenceTest {
         return b;
     }
 
-    private static void overrides(JsonNode o, GenerationRequest.Builder b) {
+    static void overrides(JsonNode o, GenerationRequest.Builder b) {
         if (o == null) {
             return;
         }
@@ -280,7 +280,7 @@ class PipelineReferenceTest {
         }
     }
 
-    private static void compare(JsonNode c, SafetensorsFile f, Path file, String prefix, GenerationResult r, Recorder rec) {
+    static void compare(JsonNode c, SafetensorsFile f, Path file, String prefix, GenerationResult r, Recorder rec) {
         String name = c.get("name").asText() + (prefix.isEmpty() ? "" : " " + prefix.replace("_", ""));
         // timesteps: exactly
         double[] stepT = ReferenceData.doubles(file, prefix + "step_t");
