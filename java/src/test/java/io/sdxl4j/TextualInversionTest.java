@@ -160,7 +160,7 @@ class TextualInversionTest {
     @Test
     void a1111InfotextRecordsTiHashes() {
         // A1111 writes the entry as "name: shorthash, ..." and quotes it (it holds ':' and ',')
-        GenerationParameters p = GenerationParameters.builder().prompt("a photo of my-style").steps(4)
+        GenerationParameters p = GenerationParameters.builder().prompt("a photo of my-style").steps(4).sampler("Euler").seed(1)
                 .extra("TI hashes", "my-style: 0123456789ab, neg: ba9876543210").build();
         String text = p.toInfotext();
         assertTrue(text.contains("TI hashes: \"my-style: 0123456789ab, neg: ba9876543210\""), text);
