@@ -225,3 +225,36 @@ SDXL_TEST(clip_text_bad_configs) {
     c.hidden_act = "relu";
     CHECK_THROWS_CODE(make_model(c), ErrorCode::UNSUPPORTED);
 }
+
+SDXL_TEST(clip_text_added_token_embeddings) {
+    // Textual inversion: ids 50, 51 read the two added rows; the model's own rows are unchanged, and the
+    // legacy pooling (first highest id) picks the first added token, not the eos (id 49 here).
+    const models::ClipTextModel model = make_model(tiny_config());
+    Tensor added = Tensor::empty({2, 16}, DType::F32);
+    for (int64_t i = 0; i < 32; ++i) added.data<float>()[i] = 0.05f * float(i % 7) - 0.1f;
+    const Tensor plain_ids = ids_tensor({1, 5}, {48, 3, 4, 49, 49});
+    const models::ClipTextOutput plain = model.forward(plain_ids);
+    const models::ClipTextOutput same = model.forward(plain_ids, Tensor(), added);
+    CHECK(max_diff_rows(plain.last_hidden_state, same.last_hidden_state, 0, 0, 5) == 0.0);
+
+    const models::ClipTextOutput out = model.forward(ids_tensor({1, 6}, {48, 50, 51, 3, 51, 49}), Tensor(), added);
+    const models::ClipTextOutput zero = model.forward(ids_tensor({1, 6}, {0, 0, 0, 0, 0, 0}));
+    // hidden_states[0] = token row + position row, so at positions 1 and 2:
+    // (h - h_zero)[1] - (h - h_zero)[2] = (added0 - tok0) - (added1 - tok0) = added0 - added1.
+    const std::vector<float> h1 = row(out.hidden_states[0], 0, 1), h2 = row(out.hidden_states[0], 0, 2);
+    const std::vector<float> z1 = row(zero.hidden_states[0], 0, 1), z2 = row(zero.hidden_states[0], 0, 2);
+    double worst = 0;
+    for (size_t c = 0; c < 16; ++c) {
+        const double lhs = (double(h1[c]) - z1[c]) - (double(h2[c]) - z2[c]);
+        const double rhs = double(added.data<float>()[c]) - added.data<float>()[16 + c];
+        worst = std::fmax(worst, std::fabs(lhs - rhs));
+    }
+    CHECK_MSG(worst <= 1e-6, "added rows not gathered (max diff " << worst << ")");
+    CHECK_MSG(max_diff(row2(out.pooled, 0), row(out.last_hidden_state, 0, 2)) == 0.0, "not pooled at the first 51");
+
+    const ErrorCode bad = ErrorCode::INVALID_ARGUMENT;
+    CHECK_THROWS_CODE(model.forward(ids_tensor({1, 2}, {48, 52}), Tensor(), added), bad);  // past the added rows
+    CHECK_THROWS_CODE(model.forward(ids_tensor({1, 2}, {48, 50})), bad);                   // no rows given
+    CHECK_THROWS_CODE(model.forward(plain_ids, Tensor(), Tensor::zeros({2, 15}, DType::F32)), bad);
+    CHECK_THROWS_CODE(model.forward(plain_ids, Tensor(), Tensor::zeros({16}, DType::F32)), bad);
+}

@@ -199,6 +199,13 @@ public:
     // The same with transformers' attention_mask [B, L] (F32 or I64; 0 = masked out), e.g. for compel's
     // down-weighting of a fragment.
     TensorList forward_masked(const Tensor& input_ids, const Tensor& attention_mask) const;
+    // Textual inversion: the same with added_token_embeddings [n, hidden] (F32, any device; undefined = none)
+    // appended to the token-embedding table as rows vocab_size .. vocab_size + n - 1 (diffusers'
+    // load_textual_inversion after resize_token_embeddings), so input_ids may use those ids. The model's own
+    // rows are untouched; pooling keeps the legacy "first highest id" rule, which then picks the first
+    // embedding token above <|endoftext|> (as transformers does).
+    TensorList forward_added(const Tensor& input_ids, const Tensor& attention_mask,
+                             const Tensor& added_token_embeddings) const;
 
 private:
     ClipTextModel();

@@ -139,8 +139,14 @@ int ClipTextModel::dtype() const { return dtype_code(get<models::ClipTextModel>(
 TensorList ClipTextModel::forward(const Tensor& input_ids) const { return forward_masked(input_ids, Tensor()); }
 
 TensorList ClipTextModel::forward_masked(const Tensor& input_ids, const Tensor& attention_mask) const {
+    return forward_added(input_ids, attention_mask, Tensor());
+}
+
+TensorList ClipTextModel::forward_added(const Tensor& input_ids, const Tensor& attention_mask,
+                                        const Tensor& added_token_embeddings) const {
     const models::ClipTextModel& model = get<models::ClipTextModel>(impl_);
-    models::ClipTextOutput out = model.forward(core(input_ids), moved(core(attention_mask), model.placement()));
+    models::ClipTextOutput out = model.forward(core(input_ids), moved(core(attention_mask), model.placement()),
+                                               core(added_token_embeddings));
     TensorList list;
     list.add(out_f32(out.last_hidden_state));
     list.add(out_f32(out.pooled));

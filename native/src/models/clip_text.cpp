@@ -92,7 +92,9 @@ struct ClipTextModel::Impl {
     }
 
     // ids [B, L] I64 (contiguous CPU, every id checked in range) -> [B, L, C]
-    Tensor embed(const Tensor& ids) const {
+    // added: undefined, or contiguous CPU F32 [n, C] rows for ids vocab_size .. vocab_size + n - 1.
+    Tensor embed(const Tensor& ids, const Tensor& added) const {
+        const int64_t V = config.vocab_size;
         const int64_t B = ids.size(0), L = ids.size(1), C = config.hidden_size;
         Tensor out = Tensor::empty({B, L, C}, DType::F32);
         const int64_t* id = ids.data<int64_t>();
@@ -101,7 +103,8 @@ struct ClipTextModel::Impl {
         float* o = out.data<float>();
         for (int64_t b = 0; b < B; ++b) {
             for (int64_t l = 0; l < L; ++l) {
-                const float* t = tok + id[b * L + l] * C;
+                const int64_t i = id[b * L + l];
+                const float* t = i < V ? tok + i * C : added.data<float>() + (i - V) * C;
                 const float* p = pos + l * C;
                 float* y = o + (b * L + l) * C;
                 for (int64_t c = 0; c < C; ++c) y[c] = t[c] + p[c];
@@ -154,7 +157,8 @@ ClipTextModel::ClipTextModel(const api::ClipTextConfig& config, const nn::Weight
 const api::ClipTextConfig& ClipTextModel::config() const { return impl_->config; }
 const nn::Placement& ClipTextModel::placement() const { return impl_->placement; }
 
-ClipTextOutput ClipTextModel::forward(const Tensor& input_ids, const Tensor& attention_mask) const {
+ClipTextOutput ClipTextModel::forward(const Tensor& input_ids, const Tensor& attention_mask,
+                                      const Tensor& added_token_embeddings) const {
     const Impl& m = *impl_;
     const api::ClipTextConfig& c = m.config;
     SDXL_CHECK(input_ids.defined(), "ClipTextModel: input_ids is undefined");
@@ -167,16 +171,25 @@ ClipTextOutput ClipTextModel::forward(const Tensor& input_ids, const Tensor& att
     if (attention_mask.defined())
         SDXL_CHECK(attention_mask.dim() == 2 && attention_mask.size(0) == B && attention_mask.size(1) == L,
                    "ClipTextModel: attention_mask must be [B, L] = [", B, ", ", L, "], got ", attention_mask.describe());
+    Tensor added;  // [n, C] contiguous CPU F32, or undefined
+    if (added_token_embeddings.defined()) {
+        SDXL_CHECK(added_token_embeddings.dim() == 2 && added_token_embeddings.size(1) == C,
+                   "ClipTextModel: added_token_embeddings must be [n, hidden_size = ", C, "], got ",
+                   added_token_embeddings.describe());
+        added = added_token_embeddings.to(Device::CPU).to(DType::F32).contiguous();
+    }
+    const int64_t vocab = c.vocab_size + (added.defined() ? added.size(0) : 0);
     const Tensor ids = input_ids.to(Device::CPU).contiguous();  // [B, L]
     const int64_t* id = ids.data<int64_t>();
     // All ids are checked before the gather reads a single embedding row.
     for (int64_t i = 0; i < B * L; ++i)
-        SDXL_CHECK(id[i] >= 0 && id[i] < c.vocab_size, "ClipTextModel: input_ids[", i / L, ", ", i % L, "] = ",
-                   id[i], " is outside the vocabulary [0, ", c.vocab_size, ")");
+        SDXL_CHECK(id[i] >= 0 && id[i] < vocab, "ClipTextModel: input_ids[", i / L, ", ", i % L, "] = ", id[i],
+                   " is outside the vocabulary [0, ", vocab, ")",
+                   added.defined() ? " (the model's vocab_size plus the added token embeddings)" : "");
 
     ClipTextOutput out;
     out.hidden_states.reserve(m.layers.size() + 1);
-    Tensor x = m.embed(ids).to(m.placement.dtype).to(m.placement.device);  // [B, L, C]
+    Tensor x = m.embed(ids, added).to(m.placement.dtype).to(m.placement.device);  // [B, L, C]
     out.hidden_states.push_back(x);
     for (const EncoderLayer& layer : m.layers) {
         x = m.self_attention(layer, layer.layer_norm1(x), attention_mask, x);  // x + attn: [B, L, C]

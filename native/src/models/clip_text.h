@@ -30,7 +30,10 @@ public:
     // (SDXL pads with eos/"!" and attends to the padding, like transformers without attention_mask).
     // attention_mask (optional): [B, L] F32 or I64, 0 = that position is masked out of every query's attention
     // (compel's down-weighting). A query whose every allowed key is masked gets zeros.
-    ClipTextOutput forward(const Tensor& input_ids, const Tensor& attention_mask = Tensor()) const;
+    // added_token_embeddings (optional): [n, hidden] rows appended to the token-embedding table (textual
+    // inversion): ids vocab_size .. vocab_size + n - 1 read them; the table itself is never modified.
+    ClipTextOutput forward(const Tensor& input_ids, const Tensor& attention_mask = Tensor(),
+                           const Tensor& added_token_embeddings = Tensor()) const;
     const api::ClipTextConfig& config() const;
     // Where the weights live and the dtype the model computes in; inputs must be on that device and dtype.
     const nn::Placement& placement() const;

@@ -68,6 +68,55 @@ public final class Refiner implements AutoCloseable {
         return engine.run(request, generator, recorder, null, recorder);
     }
 
+    // ---- textual inversion
+
+    /**
+     * Loads an SDXL textual-inversion embedding ({@code clip_l} / {@code clip_g} safetensors) as diffusers'
+     * {@code load_textual_inversion} does for its text encoder (the refiner has text_encoder_2 only: clip_g is used): an n-vector embedding adds the tokens
+     * {@code token, token_1, ..., token_{n-1}} to both tokenizers and its vectors as the new rows of both encoders'
+     * token-embedding tables (the model weights are untouched). In prompts, {@code token} stands for all n tokens.
+     * As in diffusers, text_encoder_2's pooled output is then taken at the first {@code token_1} of a prompt that
+     * uses a multi-vector embedding (the legacy "highest token id" pooling), not at its end token.
+     *
+     * @param token the prompt text that invokes it, e.g. {@code "<my-style>"}; null: {@code "<NAME>"}, NAME the file
+     *     name without ".safetensors"
+     * @throws SdxlException BAD_MODEL_FILE for a file that is not an SDXL embedding (missing clip_l/clip_g, bad
+     *     shapes, NaN), INVALID_ARGUMENT if the widths do not fit the encoders or a token is already in the vocabulary,
+     *     NOT_FOUND if the file cannot be read
+     */
+    public TextualInversion loadTextualInversion(Path file, String token) {
+        return engine.loadTextualInversion(file, token);
+    }
+
+    /** Removes the embedding loaded as {@code token} (its tokens and rows); false if none was. */
+    public boolean unloadTextualInversion(String token) {
+        return engine.unloadTextualInversion(token);
+    }
+
+    /** Removes every loaded embedding. */
+    public void unloadTextualInversions() {
+        engine.unloadTextualInversions();
+    }
+
+    /** The loaded embeddings by token, in load order. */
+    public java.util.Map<String, TextualInversion> textualInversions() {
+        return engine.textualInversions();
+    }
+
+    /**
+     * A folder of embeddings ({@code NAME.safetensors}) that prompts may name: ComfyUI's {@code embedding:NAME} in any
+     * syntax, and with {@link PromptSyntax#A1111} the bare {@code NAME} as AUTOMATIC1111 does. A named embedding is
+     * loaded on first use as token {@code <NAME>}. Null: none.
+     */
+    public void setEmbeddingsDirectory(Path dir) {
+        engine.setEmbeddingsDirectory(dir);
+    }
+
+    /** The embeddings the request's prompts use, name to A1111 short hash (A1111's "TI hashes" infotext entry). */
+    public java.util.Map<String, String> textualInversionHashes(GenerationRequest request) {
+        return engine.textualInversionHashes(request);
+    }
+
     @Override
     public void close() {
         engine.close();

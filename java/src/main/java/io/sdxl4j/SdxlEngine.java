@@ -732,18 +732,34 @@ final class SdxlEngine implements AutoCloseable {
      * refiner's single encoder reads prompts1, as diffusers zips [prompt, prompt_2] with its one encoder).
      */
     private Cond encodeText(List<String> prompts1, List<String> prompts2, PromptSyntax syntax, boolean truncate) {
+        // Textual inversion: embeddings named in the prompts are loaded, names become tokens, multi-vector tokens
+        // are expanded (maybe_convert_prompt); ti is null while no embedding is loaded.
+        EmbeddingOverlay ti = embeddingsFor(syntax, prompts1, prompts2);
+        if (ti != null) {
+            prompts1 = ti.expand(withEmbeddingTokens(prompts1, syntax, ti));
+            prompts2 = ti.expand(withEmbeddingTokens(prompts2, syntax, ti));
+        }
         switch (syntax) {
             case COMPEL:
-                return encodeCompel(prompts1, truncate);
+                return encodeCompel(prompts1, truncate, ti);
             case A1111:
-                return encodeA1111(prompts1, prompts2);
+                return encodeA1111(prompts1, prompts2, ti);
             default:
-                return encodePlain(prompts1, prompts2);
+                return encodePlain(prompts1, prompts2, ti);
         }
     }
 
+    private ClipTokenizer tokenizer(EmbeddingOverlay ti, int e) {
+        return ti == null ? encoders.get(e).tokenizer() : ti.tokenizer(e);
+    }
+
+    private ClipTextModel model(EmbeddingOverlay ti, int e) {
+        ClipTextModel m = encoders.get(e).model();
+        return ti == null ? m : ti.model(e, m);
+    }
+
     /** diffusers encode_prompt: each encoder's hidden_states[-2] of the 77-token ids, concatenated on features. */
-    private Cond encodePlain(List<String> prompts1, List<String> prompts2) {
+    private Cond encodePlain(List<String> prompts1, List<String> prompts2, EmbeddingOverlay ti) {
         int b = prompts1.size();
         List<float[]> parts = new ArrayList<>();
         int[] dims = new int[encoders.size()];
@@ -751,12 +767,12 @@ final class SdxlEngine implements AutoCloseable {
         for (int e = 0; e < encoders.size(); e++) {
             Encoder enc = encoders.get(e);
             List<String> prompts = e == 0 ? prompts1 : prompts2;
-            int len = enc.tokenizer().modelMaxLength();
+            int len = tokenizer(ti, e).modelMaxLength();
             long[] ids = new long[b * len];
             for (int i = 0; i < b; i++) {
-                System.arraycopy(enc.tokenizer().inputIds(prompts.get(i)), 0, ids, i * len, len);
+                System.arraycopy(tokenizer(ti, e).inputIds(prompts.get(i)), 0, ids, i * len, len);
             }
-            try (Tensor idsT = Tensor.ofLongs(ids, b, len); ClipTextOutput out = enc.model().forward(idsT)) {
+            try (Tensor idsT = Tensor.ofLongs(ids, b, len); ClipTextOutput out = model(ti, e).forward(idsT)) {
                 parts.add(out.penultimate().toFloatArray());
                 dims[e] = (int) enc.config().hiddenSize();
                 if (enc.projection()) {
@@ -768,10 +784,10 @@ final class SdxlEngine implements AutoCloseable {
         return new Cond(concatFeatures(parts, dims, b * tokens), b, tokens, sum(dims), pooled, pooledDim());
     }
 
-    private Cond encodeCompel(List<String> prompts, boolean truncate) {
+    private Cond encodeCompel(List<String> prompts, boolean truncate, EmbeddingOverlay ti) {
         List<Compel.TextEncoder> tes = new ArrayList<>();
-        for (Encoder e : encoders) {
-            tes.add(new Compel.TextEncoder(e.tokenizer(), e.model(), e.projection()));
+        for (int e = 0; e < encoders.size(); e++) {
+            tes.add(new Compel.TextEncoder(tokenizer(ti, e), model(ti, e), encoders.get(e).projection()));
         }
         try (Compel compel = new Compel(tes, truncate); Compel.Output out = compel.encode(prompts)) {
             long[] s = out.conditioning().shape();
@@ -786,7 +802,7 @@ final class SdxlEngine implements AutoCloseable {
      * concatenated on features; pooled = text_encoder_2's output for the first chunk. Encoders that split a prompt
      * into different numbers of chunks are padded with the empty chunk's encoding.
      */
-    private Cond encodeA1111(List<String> prompts1, List<String> prompts2) {
+    private Cond encodeA1111(List<String> prompts1, List<String> prompts2, EmbeddingOverlay ti) {
         int b = prompts1.size();
         float[] pooledAll = new float[b * pooledDim()];
         int[] dims = new int[encoders.size()];
@@ -797,12 +813,12 @@ final class SdxlEngine implements AutoCloseable {
             for (int e = 0; e < encoders.size(); e++) {
                 Encoder enc = encoders.get(e);
                 dims[e] = (int) enc.config().hiddenSize();
-                List<A1111Prompt.Chunk> chunks = A1111Prompt.chunks((e == 0 ? prompts1 : prompts2).get(i), enc.tokenizer());
+                List<A1111Prompt.Chunk> chunks = A1111Prompt.chunks((e == 0 ? prompts1 : prompts2).get(i), tokenizer(ti, e));
                 List<float[]> encoded = new ArrayList<>();
                 for (int c = 0; c < chunks.size(); c++) {
                     A1111Prompt.Chunk chunk = chunks.get(c);
                     try (Tensor ids = Tensor.ofLongs(chunk.ids(), 1, chunk.ids().length);
-                         ClipTextOutput out = enc.model().forward(ids)) {
+                         ClipTextOutput out = model(ti, e).forward(ids)) {
                         float[] h = out.penultimate().toFloatArray();
                         if (enc.projection() && c == 0) {
                             System.arraycopy(out.pooled().toFloatArray(), 0, pooledAll, i * pooledDim(), pooledDim());
@@ -823,7 +839,7 @@ final class SdxlEngine implements AutoCloseable {
             for (int e = 0; e < encoders.size(); e++) {
                 List<float[]> encoded = chunkStore.get(i).get(e);
                 while (encoded.size() < maxChunks) {
-                    encoded.add(emptyChunk(e));
+                    encoded.add(emptyChunk(e, ti));
                 }
                 int off = 0;
                 for (int k = 0; k < e; k++) {
@@ -840,10 +856,10 @@ final class SdxlEngine implements AutoCloseable {
         return new Cond(out, b, maxChunks * len, dim, pooledAll, pooledDim());
     }
 
-    private float[] emptyChunk(int encoder) {
-        Encoder enc = encoders.get(encoder);
-        A1111Prompt.Chunk chunk = A1111Prompt.chunks("", enc.tokenizer()).get(0);
-        try (Tensor ids = Tensor.ofLongs(chunk.ids(), 1, chunk.ids().length); ClipTextOutput out = enc.model().forward(ids)) {
+    private float[] emptyChunk(int encoder, EmbeddingOverlay ti) {
+        A1111Prompt.Chunk chunk = A1111Prompt.chunks("", tokenizer(ti, encoder)).get(0);
+        try (Tensor ids = Tensor.ofLongs(chunk.ids(), 1, chunk.ids().length);
+             ClipTextOutput out = model(ti, encoder).forward(ids)) {
             return out.penultimate().toFloatArray();
         }
     }
@@ -917,6 +933,174 @@ final class SdxlEngine implements AutoCloseable {
         float[] p = Arrays.copyOf(a.pooled, a.pooled.length + b.pooled.length);
         System.arraycopy(b.pooled, 0, p, a.pooled.length, b.pooled.length);
         return new Cond(e, a.batch + b.batch, a.tokens, a.dim, p, a.pooledDim);
+    }
+
+    // ============================================================================================== textual inversion
+    // An overlay on the tokenizers and text encoders (EmbeddingOverlay); loading swaps in a new immutable overlay,
+    // so a generation that has started keeps the one it read.
+
+    private final Object embeddingsLock = new Object();
+    private volatile EmbeddingOverlay embeddings;  // null: none loaded
+    private volatile Path embeddingsDir;
+
+    /**
+     * diffusers' {@code load_textual_inversion} for every encoder of this pipeline (clip_l into text_encoder, clip_g
+     * into text_encoder_2): the tokens {@code token, token_1, ...} are added to the tokenizers.
+     */
+    TextualInversion loadTextualInversion(Path file, String token) {
+        checkOpen();
+        TextualInversion ti = TextualInversion.read(file);
+        String t = token != null ? token : "<" + ti.name() + ">";
+        synchronized (embeddingsLock) {
+            add(new EmbeddingOverlay.Loaded(t, ti));
+        }
+        return ti;
+    }
+
+    private void add(EmbeddingOverlay.Loaded l) {
+        List<EmbeddingOverlay.Loaded> all = new ArrayList<>(embeddings == null ? List.of() : embeddings.loaded());
+        all.add(l);
+        embeddings = EmbeddingOverlay.build(encoders, all);  // validates before anything changes
+    }
+
+    /** Removes the embedding loaded as {@code token}; false if there is none. */
+    boolean unloadTextualInversion(String token) {
+        synchronized (embeddingsLock) {
+            if (embeddings == null) {
+                return false;
+            }
+            List<EmbeddingOverlay.Loaded> all = new ArrayList<>(embeddings.loaded());
+            if (!all.removeIf(l -> l.token().equals(token))) {
+                return false;
+            }
+            embeddings = all.isEmpty() ? null : EmbeddingOverlay.build(encoders, all);
+            return true;
+        }
+    }
+
+    void unloadTextualInversions() {
+        synchronized (embeddingsLock) {
+            embeddings = null;
+        }
+    }
+
+    /** The loaded embeddings by token, in load order. */
+    Map<String, TextualInversion> textualInversions() {
+        Map<String, TextualInversion> out = new LinkedHashMap<>();
+        EmbeddingOverlay o = embeddings;
+        if (o != null) {
+            o.loaded().forEach(l -> out.put(l.token(), l.embedding()));
+        }
+        return out;
+    }
+
+    /** Where {@code embedding:NAME} and A1111's bare names find NAME.safetensors (null: nowhere). */
+    void setEmbeddingsDirectory(Path dir) {
+        if (dir != null && !Files.isDirectory(dir)) {
+            throw new SdxlException(ErrorCode.NOT_FOUND, dir + ": embeddings directory does not exist");
+        }
+        embeddingsDir = dir;
+    }
+
+    /** Names a prompt may use: the loaded embeddings' file names, then the directory's *.safetensors files. */
+    private Map<String, String> embeddingNames(EmbeddingOverlay o) {
+        Map<String, String> byName = new LinkedHashMap<>();  // name -> token
+        if (o != null) {
+            o.loaded().forEach(l -> byName.putIfAbsent(l.embedding().name(), l.token()));
+        }
+        Path dir = embeddingsDir;
+        if (dir != null) {
+            try (var files = Files.list(dir)) {
+                files.map(f -> f.getFileName().toString()).filter(n -> n.toLowerCase(java.util.Locale.ROOT).endsWith(".safetensors"))
+                        .sorted().forEach(n -> byName.putIfAbsent(TextualInversion.nameOf(Path.of(n)), null));
+            } catch (java.io.IOException e) {
+                throw new SdxlException(ErrorCode.NOT_FOUND, dir + ": embeddings directory cannot be read", e);
+            }
+        }
+        return byName;
+    }
+
+    /** The overlay for these prompts, after loading the directory embeddings they name; null when none applies. */
+    private EmbeddingOverlay embeddingsFor(PromptSyntax syntax, List<String> prompts1, List<String> prompts2) {
+        if (embeddingsDir == null) {
+            return embeddings;
+        }
+        synchronized (embeddingsLock) {
+            Map<String, String> names = embeddingNames(embeddings);
+            java.util.Set<String> used = new java.util.LinkedHashSet<>();
+            for (List<String> list : List.of(prompts1, prompts2)) {
+                for (String p : list) {
+                    used.addAll(io.sdxl4j.text.EmbeddingReferences.comfyNames(p));
+                    if (syntax == PromptSyntax.A1111) {
+                        used.addAll(io.sdxl4j.text.EmbeddingReferences.a1111Names(p, names.keySet()));
+                    }
+                }
+            }
+            for (String name : used) {
+                if (!names.containsKey(name)) {
+                    throw new SdxlException(ErrorCode.NOT_FOUND, "prompt names embedding:" + name + ", but there is no "
+                            + embeddingsDir.resolve(name + ".safetensors") + " and no loaded embedding of that name");
+                }
+                if (names.get(name) == null) {  // in the directory, not loaded yet
+                    TextualInversion ti = TextualInversion.read(embeddingsDir.resolve(name + ".safetensors"));
+                    add(new EmbeddingOverlay.Loaded("<" + name + ">", ti));
+                    names.put(name, "<" + name + ">");
+                }
+            }
+            return embeddings;
+        }
+    }
+
+    /** embedding:NAME (and with the A1111 syntax bare NAMEs) written as the tokens they were loaded as. */
+    private List<String> withEmbeddingTokens(List<String> prompts, PromptSyntax syntax, EmbeddingOverlay o) {
+        Map<String, String> names = new LinkedHashMap<>();
+        o.loaded().forEach(l -> names.putIfAbsent(l.embedding().name(), l.token()));
+        List<String> out = new ArrayList<>(prompts.size());
+        for (String p : prompts) {
+            out.add(io.sdxl4j.text.EmbeddingReferences.rewrite(p, syntax == PromptSyntax.A1111, names.keySet(), names::get));
+        }
+        return out;
+    }
+
+    /** Encoder e's tokenizer with the loaded embeddings' tokens. */
+    ClipTokenizer tokenizerWithEmbeddings(int e) {
+        EmbeddingOverlay o = embeddings;
+        return o == null ? encoders.get(e).tokenizer() : o.tokenizer(e);
+    }
+
+    /** The text the tokenizers see for a prompt: embedding names as tokens, multi-vector tokens expanded. */
+    String promptForTokenizers(String prompt, PromptSyntax syntax) {
+        EmbeddingOverlay o = embeddingsFor(syntax, List.of(prompt), List.of(prompt));
+        return o == null ? prompt : o.expand(withEmbeddingTokens(List.of(prompt), syntax, o)).get(0);
+    }
+
+    /**
+     * The loaded embeddings a request's prompts use (after resolving names), by A1111 name, with A1111's short
+     * hash: what its infotext records as "TI hashes".
+     */
+    Map<String, String> textualInversionHashes(GenerationRequest r) {
+        Map<String, String> out = new LinkedHashMap<>();
+        EmbeddingOverlay o = embeddings;
+        if (o == null) {
+            return out;
+        }
+        List<String> texts = new ArrayList<>();
+        for (List<String> l : java.util.Arrays.asList(r.prompt(), r.prompt2(), r.negativePrompt(), r.negativePrompt2())) {
+            if (l != null) {
+                texts.addAll(withEmbeddingTokens(l, r.syntax(), o));
+            }
+        }
+        java.util.Set<String> tokens = new java.util.HashSet<>();
+        for (String t : texts) {
+            tokens.addAll(o.tokenizer(0).tokenize(t));
+        }
+        for (EmbeddingOverlay.Loaded l : o.loaded()) {
+            if (tokens.contains(l.token())) {
+                // A1111 drops ':' and ',' from the name so that the list stays parseable
+                out.put(l.embedding().name().replace(":", "").replace(",", ""), l.embedding().shortHash());
+            }
+        }
+        return out;
     }
 
     // ============================================================================================== time ids

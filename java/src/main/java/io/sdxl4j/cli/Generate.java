@@ -111,6 +111,12 @@ public final class Generate implements Callable<Integer> {
     Long vaeTileSize;
     @Option(names = "--threads", description = "CPU threads (default: all cores)")
     Integer threads;
+    @Option(names = "--embedding", paramLabel = "FILE[:TOKEN]", description = "textual-inversion embedding (SDXL clip_l/clip_g "
+            + "safetensors), invoked in prompts by TOKEN (default: <NAME>, NAME the file name without .safetensors); repeatable")
+    List<String> embeddingFiles = new ArrayList<>();
+    @Option(names = "--embeddings-dir", paramLabel = "DIR", description = "folder of NAME.safetensors embeddings that prompts "
+            + "name as embedding:NAME (ComfyUI) or, with --syntax a1111, as the bare NAME (AUTOMATIC1111)")
+    Path embeddingsDir;
 
     private final PrintStream err = System.err;
 
@@ -132,6 +138,7 @@ public final class Generate implements Callable<Integer> {
         try (Generator g = Generator.seeded(seedUsed)) {
             GenerationResult result;
             String refinerLabel = null;
+            Map<String, String> tiHashes;
             if (initImage != null) {
                 int[] hw = new int[2];
                 ImageInput image = ImageInput.pixels(Images.loadForImg2Img(initImage, hw), 1, hw[0], hw[1]);
@@ -139,11 +146,15 @@ public final class Generate implements Callable<Integer> {
                 GenerationRequest r = withoutSize(request).toBuilder().image(image).strength(strength).aestheticScore(aestheticScore)
                         .negativeAestheticScore(negativeAestheticScore).build();
                 try (Refiner pipe = openRefiner(img2imgModel, options)) {
+                    embeddings(pipe::loadTextualInversion, pipe::setEmbeddingsDirectory);
                     result = pipe.generate(r, g, progress("img2img"), cancel);
+                    tiHashes = pipe.textualInversionHashes(r);
                 }
             } else if (refiner != null) {
                 try (StableDiffusionXL base = openBase(modelPath, options);
                      Refiner ref = base.loadRefiner(resolve(refiner), options)) {
+                    embeddings(base::loadTextualInversion, base::setEmbeddingsDirectory);
+                    embeddings(ref::loadTextualInversion, ref::setEmbeddingsDirectory);
                     GenerationResult latents = base.generate(request.toBuilder().denoisingEnd(highNoiseFrac)
                             .output(GenerationRequest.Output.LATENT).build(), g, progress("base"), cancel);
                     long[] s = latents.latentShape();
@@ -152,16 +163,19 @@ public final class Generate implements Callable<Integer> {
                             .denoisingStart(highNoiseFrac).aestheticScore(aestheticScore)
                             .negativeAestheticScore(negativeAestheticScore).build();
                     result = ref.generate(refine, g, progress("refiner"), cancel);
+                    tiHashes = base.textualInversionHashes(request);
                     refinerLabel = ref.folder().getFileName().toString();
                     modelHash = base.modelHash();
                 }
             } else {
                 try (StableDiffusionXL base = openBase(modelPath, options)) {
+                    embeddings(base::loadTextualInversion, base::setEmbeddingsDirectory);
                     result = base.generate(request, g, progress("base"), cancel);
                     modelHash = base.modelHash();
+                    tiHashes = base.textualInversionHashes(request);
                 }
             }
-            List<Path> written = write(result, modelPath, refinerLabel);
+            List<Path> written = write(result, modelPath, refinerLabel, tiHashes);
             err.printf(Locale.ROOT, "%d image%s %dx%d in %.1f s (seed %d, %s)%n", result.count(), result.count() == 1 ? "" : "s",
                     result.width(), result.height(), (System.nanoTime() - t0) / 1e9, seedUsed, result.schedulerName());
             written.forEach(p -> System.out.println(p.toAbsolutePath()));
@@ -212,7 +226,31 @@ public final class Generate implements Callable<Integer> {
         };
     }
 
-    private List<Path> write(GenerationResult result, Path modelPath, String refinerLabel) {
+    /** --embedding FILE[:TOKEN] (the last ':' splits off a token, unless what follows is a path) and --embeddings-dir. */
+    private void embeddings(java.util.function.BiFunction<Path, String, ?> load, java.util.function.Consumer<Path> dir) {
+        for (String spec : embeddingFiles) {
+            String[] ft = embeddingSpec(spec);
+            load.apply(Path.of(ft[0]), ft[1]);
+        }
+        if (embeddingsDir != null) {
+            dir.accept(embeddingsDir);
+        }
+    }
+
+    /** "FILE" -> {FILE, null}; "FILE:TOKEN" -> {FILE, TOKEN} (a file name may itself hold ':' when TOKEN is given). */
+    static String[] embeddingSpec(String spec) {
+        int colon = spec.lastIndexOf(':');
+        if (colon > 0 && spec.substring(0, colon).toLowerCase(Locale.ROOT).endsWith(".safetensors")) {
+            String token = spec.substring(colon + 1);
+            if (token.isEmpty()) {
+                throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "--embedding " + spec + ": empty token after ':'");
+            }
+            return new String[] {spec.substring(0, colon), token};
+        }
+        return new String[] {spec, null};
+    }
+
+    private List<Path> write(GenerationResult result, Path modelPath, String refinerLabel, Map<String, String> tiHashes) {
         List<Path> out = new ArrayList<>();
         Path base = output != null ? output : Path.of("sdxl4j-" + result.seed() + ".png");
         for (int i = 0; i < result.count(); i++) {
@@ -224,6 +262,11 @@ public final class Generate implements Callable<Integer> {
             p.model(modelName(modelPath));
             if (refinerLabel != null) {
                 p.refiner(refinerLabel).refinerSwitchAt(highNoiseFrac);
+            }
+            if (!tiHashes.isEmpty()) {  // A1111: TI hashes: "name: hash, name: hash"
+                StringBuilder ti = new StringBuilder();
+                tiHashes.forEach((name, hash) -> ti.append(ti.length() == 0 ? "" : ", ").append(name).append(": ").append(hash));
+                p.extra("TI hashes", ti.toString());
             }
             Map<String, String> text = new LinkedHashMap<>();
             text.put("parameters", p.build().toInfotext());

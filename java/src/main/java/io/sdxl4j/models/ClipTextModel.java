@@ -17,10 +17,48 @@ import java.util.List;
 public final class ClipTextModel implements AutoCloseable {
     private NativeClipTextModel handle;
     private final ClipTextConfig config;
+    // Textual inversion views (withAddedTokenEmbeddings): the model they read, and their rows [n, hidden].
+    private final ClipTextModel parent;
+    private final float[] addedRows;
+    private final int addedCount;
 
     private ClipTextModel(NativeClipTextModel handle, ClipTextConfig config) {
         this.handle = handle;
         this.config = config;
+        this.parent = null;
+        this.addedRows = null;
+        this.addedCount = 0;
+    }
+
+    private ClipTextModel(ClipTextModel parent, float[] rows, int count) {
+        this.handle = null;
+        this.config = parent.config;
+        this.parent = parent;
+        this.addedRows = rows;
+        this.addedCount = count;
+    }
+
+    /**
+     * A view of this model whose token-embedding table has {@code count} more rows (textual inversion, as diffusers'
+     * {@code load_textual_inversion} after {@code resize_token_embeddings}): ids {@code vocab_size} ..
+     * {@code vocab_size + count - 1} read {@code rows} ([count, hidden_size], row-major, copied). The weights are
+     * shared, not copied; the view is usable while this model is open, and closing it does nothing.
+     *
+     * @throws SdxlException INVALID_ARGUMENT if rows is not count x hidden_size values
+     */
+    public ClipTextModel withAddedTokenEmbeddings(float[] rows, int count) {
+        long want = (long) count * config.hiddenSize();
+        if (rows == null || count <= 0 || rows.length != want) {
+            throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "added token embeddings must be " + count + " x "
+                    + config.hiddenSize() + " values, got " + (rows == null ? "null" : rows.length));
+        }
+        ClipTextModel base = parent != null ? parent : this;
+        return new ClipTextModel(base, rows.clone(), count);
+    }
+
+    /** The number of token-embedding rows this model (or view) adds to the vocabulary; 0 for a plain model. */
+    public int addedTokenCount() {
+        return addedCount;
     }
 
     /** Loads {@code dir/config.json} and {@code dir/model[.variant].safetensors} (variant null for the default files). */
@@ -81,13 +119,15 @@ public final class ClipTextModel implements AutoCloseable {
      * that position), as compel's down-weighting needs; null means no mask. The caller closes the output.
      */
     public ClipTextOutput forward(Tensor inputIds, Tensor attentionMask) {
-        if (handle == null) {
+        NativeClipTextModel h = parent != null ? parent.handle : handle;
+        if (h == null) {
             throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "ClipTextModel is closed");
         }
         return Native.call(() -> {
             try (io.sdxl4j.nat.NativeTensor none = new io.sdxl4j.nat.NativeTensor();
-                 NativeTensorList out = handle.forward_masked(inputIds.handle(),
-                         attentionMask == null ? none : attentionMask.handle())) {
+                 Tensor rows = addedRows == null ? null : Tensor.of(addedRows, addedCount, config.hiddenSize());
+                 NativeTensorList out = h.forward_added(inputIds.handle(),
+                         attentionMask == null ? none : attentionMask.handle(), rows == null ? none : rows.handle())) {
                 List<Tensor> hidden = new ArrayList<>();
                 for (long i = 2; i < out.size(); i++) {
                     hidden.add(Tensor.wrap(out.get(i)));

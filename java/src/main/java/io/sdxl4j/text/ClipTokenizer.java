@@ -96,6 +96,67 @@ public final class ClipTokenizer {
         }
     }
 
+    /** A copy with other added tokens; the vocabulary and merges (and their caches) are shared. */
+    private ClipTokenizer(ClipTokenizer base, AddedTokens added) {
+        this.folder = base.folder;
+        this.vocab = base.vocab;
+        this.added = added;
+        this.bpe = base.bpe;
+        this.bosToken = base.bosToken;
+        this.eosToken = base.eosToken;
+        this.padToken = base.padToken;
+        this.unkToken = base.unkToken;
+        this.bosId = base.bosId;
+        this.eosId = base.eosId;
+        this.padId = base.padId;
+        this.unkId = base.unkId;
+        this.modelMaxLength = base.modelMaxLength;
+    }
+
+    /**
+     * transformers' {@code tokenizer.add_tokens(tokens)} as diffusers' {@code load_textual_inversion} calls it: a
+     * new tokenizer where each token is a plain (non-special, no strip) added token, with the ids
+     * {@link #size()}, {@link #size()} + 1, ... in order. Like every added token it is matched in the raw text
+     * before clean-up, case-sensitively, longest first. This tokenizer is unchanged.
+     *
+     * @throws SdxlException INVALID_ARGUMENT if a token is null, empty, repeated, or already in the vocabulary or
+     *     the added tokens (diffusers refuses those too: the new embedding would never be used)
+     */
+    public ClipTokenizer withAddedTokens(List<String> tokens) {
+        Map<String, AddedTokens.Token> all = new LinkedHashMap<>(added.all());
+        int next = size();
+        for (String t : tokens) {
+            if (t == null || t.isEmpty()) {
+                throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "an added token must be a non-empty string");
+            }
+            if (vocab.containsKey(t) || all.containsKey(t)) {
+                throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "token \"" + t + "\" is already in the tokenizer's "
+                        + "vocabulary; choose another token name (or unload the embedding that added it)");
+            }
+            all.put(t, new AddedTokens.Token(t, next++, false, false, false, false));
+        }
+        return new ClipTokenizer(this, new AddedTokens(all));
+    }
+
+    /**
+     * transformers' {@code len(tokenizer)}: the vocabulary plus the added tokens outside it (49,408 for SDXL's
+     * tokenizers); the id the next added token gets.
+     */
+    public int size() {
+        int n = vocab.size();
+        for (String c : added.all().keySet()) {
+            if (!vocab.containsKey(c)) {
+                n++;
+            }
+        }
+        return n;
+    }
+
+    /** Whether {@code token} is one of the added tokens (special tokens included), as {@code added_tokens_encoder}. */
+    public boolean isAddedToken(String token) {
+        return added.get(token) != null;
+    }
+
     // ------------------------------------------------------------------------------------------------ loading
 
     /**
