@@ -32,12 +32,15 @@ public:
     // (compel's down-weighting). A query whose every allowed key is masked gets zeros.
     ClipTextOutput forward(const Tensor& input_ids, const Tensor& attention_mask = Tensor()) const;
     const api::ClipTextConfig& config() const;
+    // The weights it computes with, by diffusers key (LoRA overlays update them in place).
+    const std::shared_ptr<nn::WeightTable>& weight_table() const { return weight_table_; }
     // Where the weights live and the dtype the model computes in; inputs must be on that device and dtype.
     const nn::Placement& placement() const;
 
 private:
     struct Impl;
     std::shared_ptr<Impl> impl_;
+    std::shared_ptr<nn::WeightTable> weight_table_;
 };
 
 }  // namespace sdxl::models
