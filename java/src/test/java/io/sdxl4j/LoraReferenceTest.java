@@ -263,7 +263,7 @@ class LoraReferenceTest {
             long n = ByteBuffer.wrap(all, 0, 8).order(ByteOrder.LITTLE_ENDIAN).getLong();
             byte[] data = java.util.Arrays.copyOfRange(all, (int) (8 + n), all.length);
             String hex = java.util.HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-256").digest(data));
-            assertEquals("kohya_sgm_fp16: " + hex.substring(0, 12), pipe.loraHashes());
+            assertEquals("kohya_sgm_fp16.lora: " + hex.substring(0, 12), pipe.loraHashes());
         } finally {
             pipe.unloadLoras();
         }
@@ -394,5 +394,23 @@ class LoraReferenceTest {
         System.out.printf("mutated LoRA files: %d refused %s, %d loaded%n", refused, codes, loaded);
         assertTrue(refused > 200, "most mutations must be refused: " + refused);
         assertBitIdentical(before, snapshot(pipe, keys), "after 300 mutated files");
+    }
+
+    @Test
+    void cliFusesLorasFromOptionsAndPromptTags(@TempDir Path dir) throws Exception {
+        Path out = dir.resolve("x.png");
+        int rc = new picocli.CommandLine(new io.sdxl4j.cli.Generate()).execute("--model",
+                root().resolve("models/tiny-sdxl-base").toString(), "--lora",
+                loraFile("peft_fp32.lora.safetensors") + ":0.5", "--lora-dir", root().resolve("cases/lora").toString(),
+                "-p", "a cat <lora:kohya_sgm_fp16.lora:0.7>", "--steps", "2", "-W", "64", "-H", "64", "--seed", "1",
+                "--no-watermark", "-o", out.toString());
+        assertEquals(0, rc);
+        String png = new String(Files.readAllBytes(out), StandardCharsets.ISO_8859_1);
+        assertTrue(png.contains("a cat <lora:kohya_sgm_fp16.lora:0.7>"), "the prompt as written");
+        try (io.sdxl4j.models.LoraFile a = io.sdxl4j.models.LoraFile.open(loraFile("peft_fp32.lora.safetensors"), false);
+             io.sdxl4j.models.LoraFile b = io.sdxl4j.models.LoraFile.open(loraFile("kohya_sgm_fp16.lora.safetensors"), false)) {
+            String hashes = "Lora hashes: \"peft_fp32.lora: " + a.a1111Hash() + ", kohya_sgm_fp16.lora: " + b.a1111Hash() + "\"";
+            assertTrue(png.contains(hashes), "infotext has " + hashes);
+        }
     }
 }

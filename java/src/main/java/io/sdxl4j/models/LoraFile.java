@@ -75,15 +75,11 @@ public final class LoraFile implements AutoCloseable {
         return Native.call(() -> strings(handle().ignored_keys()));
     }
 
-    /** The file name without its extensions ("detail.lora.safetensors" -> "detail"): A1111's LoRA name. */
+    /** A1111's LoRA name: the file name without its last extension ("detail.safetensors" -> "detail"). */
     public String name() {
         String n = path.getFileName().toString();
-        for (String ext : new String[] {".safetensors", ".lora"}) {
-            if (n.endsWith(ext) && n.length() > ext.length()) {
-                n = n.substring(0, n.length() - ext.length());
-            }
-        }
-        return n;
+        int dot = n.lastIndexOf('.');
+        return dot > 0 ? n.substring(0, dot) : n;
     }
 
     /**
