@@ -148,6 +148,46 @@ private:
     void* impl_;  // std::shared_ptr<sdxl::models::SgmCheckpoint>*
 };
 
+// A LoRA file: kohya / AUTOMATIC1111 (lora_unet_ / lora_te1_ / lora_te2_, .lora_down / .lora_up / .alpha, UNet names in
+// the SGM or the diffusers-path style, LoCon convs) or diffusers / PEFT (unet. / text_encoder. / text_encoder_2.,
+// .lora_A / .lora_B). open() parses and checks it (BAD_MODEL_FILE listing what is wrong; keys of no known LoRA
+// format too, unless lenient, which skips them); the models' set_loras() fuse it into their weights.
+class LoraFile {
+public:
+    LoraFile(const LoraFile& other);
+    ~LoraFile();
+    LoraFile& operator=(const LoraFile& other);
+
+    static LoraFile open(const std::string& path, bool lenient);
+    std::string path() const;
+    std::string format() const;  // "kohya" or "peft"
+    bool lenient() const;
+    int64_t module_count() const;
+    // "unet", "text_encoder", "text_encoder_2": the components it has modules for (in that order).
+    std::vector<std::string> components() const;
+    std::vector<std::string> ignored_keys() const;  // lenient: the keys skipped
+
+private:
+    friend struct HandleAccess;
+    LoraFile();
+    void* impl_;  // std::shared_ptr<const sdxl::models::LoraFile>*
+};
+
+// An ordered list of (LoRA, scale): what set_loras() fuses.
+class LoraList {
+public:
+    LoraList();
+    LoraList(const LoraList& other);
+    ~LoraList();
+    LoraList& operator=(const LoraList& other);
+    void add(const LoraFile& lora, double scale);
+    int64_t size() const;
+
+private:
+    friend struct HandleAccess;
+    void* impl_;
+};
+
 // torch.Generator("cpu").manual_seed(seed) with torch.randn(shape, generator=g, dtype=float32), bit for bit on
 // any machine (see native/src/core/random.h). Copies of the handle share one stream (handing the generator
 // from base to refiner keeps drawing where it stopped); clone() starts an independent copy of the state.
@@ -206,6 +246,13 @@ public:
     // embedding token above <|endoftext|> (as transformers does).
     TensorList forward_added(const Tensor& input_ids, const Tensor& attention_mask,
                              const Tensor& added_token_embeddings) const;
+    // Fuses `loras` into the weights (diffusers' fuse_lora), replacing the set fused before (an empty list restores
+    // the original weights exactly). component: "text_encoder" or "text_encoder_2" (which modules of the files
+    // apply). BAD_MODEL_FILE listing modules that match no weight (nothing is changed then); a lenient file's
+    // unmatched modules are skipped and returned. Not while the model runs.
+    std::vector<std::string> set_loras(const LoraList& loras, const std::string& component) const;
+    // A copy of the weight the model computes with under a diffusers key, as F32 on the CPU.
+    Tensor weight(const std::string& key) const;
 
 private:
     ClipTextModel();
@@ -234,6 +281,9 @@ public:
     // turns it off, =1 on for F32 too). Shared by every handle of this model. No effect on the CPU.
     void set_cuda_graphs(bool enabled) const;
     bool cuda_graphs() const;
+    // As ClipTextModel::set_loras for the files' "unet" modules (kohya's SGM names numbered from this config).
+    std::vector<std::string> set_loras(const LoraList& loras) const;
+    Tensor weight(const std::string& key) const;
 
 private:
     friend struct HandleAccess;

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <memory>
+#include <utility>
+#include <vector>
 
 #include "core/tensor.h"
 #include "sdxl/sdxl.h"
@@ -9,6 +11,7 @@
 namespace sdxl::models {
 class UNet2DConditionModel;
 class SgmCheckpoint;
+class LoraFile;
 }
 namespace sdxl::schedulers {
 class Scheduler;
@@ -25,6 +28,9 @@ struct HandleAccess {
     static std::shared_ptr<const models::UNet2DConditionModel> unet(const UNetModel& handle);
     static std::shared_ptr<schedulers::Scheduler> scheduler(const Scheduler& handle);
     static std::shared_ptr<models::SgmCheckpoint> checkpoint(const SingleFileCheckpoint& handle);
+    static std::shared_ptr<const models::LoraFile> lora(const LoraFile& handle);
+    using LoraEntries = std::vector<std::pair<std::shared_ptr<const models::LoraFile>, double>>;
+    static const LoraEntries& loras(const LoraList& handle);
 };
 
 }  // namespace sdxl::api

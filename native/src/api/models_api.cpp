@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "models/autoencoder_kl.h"
 #include "models/clip_text.h"
+#include "models/lora.h"
 #include "models/single_file.h"
 #include "models/unet2d_condition.h"
 #include "nn/weights.h"
@@ -192,6 +193,35 @@ Tensor UNetModel::forward(const Tensor& sample, const Tensor& timestep, const Te
 
 void UNetModel::set_cuda_graphs(bool enabled) const { get<models::UNet2DConditionModel>(impl_).set_cuda_graphs(enabled); }
 bool UNetModel::cuda_graphs() const { return get<models::UNet2DConditionModel>(impl_).cuda_graphs(); }
+
+namespace {
+Tensor weight_copy(const nn::WeightTable& table, const std::string& key) {
+    sdxl::Tensor t = table.find(key);
+    if (!t.defined()) fail(sdxl::ErrorCode::NOT_FOUND, "the model has no weight '", key, "'");
+    return wrap(t.to(sdxl::Device::CPU).to(sdxl::DType::F32).clone());
+}
+}  // namespace
+
+std::vector<std::string> UNetModel::set_loras(const LoraList& loras) const {
+    const auto& model = get<models::UNet2DConditionModel>(impl_);
+    return models::fuse_loras(*model.weight_table(), "unet", &model.config(), HandleAccess::loras(loras));
+}
+
+Tensor UNetModel::weight(const std::string& key) const {
+    return weight_copy(*get<models::UNet2DConditionModel>(impl_).weight_table(), key);
+}
+
+std::vector<std::string> ClipTextModel::set_loras(const LoraList& loras, const std::string& component) const {
+    if (component != "text_encoder" && component != "text_encoder_2")
+        fail(sdxl::ErrorCode::INVALID_ARGUMENT, "set_loras: component must be text_encoder or text_encoder_2, got '",
+             component, "'");
+    return models::fuse_loras(*get<models::ClipTextModel>(impl_).weight_table(), component, nullptr,
+                              HandleAccess::loras(loras));
+}
+
+Tensor ClipTextModel::weight(const std::string& key) const {
+    return weight_copy(*get<models::ClipTextModel>(impl_).weight_table(), key);
+}
 
 VaeModel VaeModel::load(const VaeConfig& config, const std::vector<std::string>& weight_files, int device,
                         int dtype) {

@@ -34,7 +34,16 @@ public:
     size_t nbytes() const { return nbytes_; }
     Device device() const { return device_; }
 
+    // Makes bytes [offset, offset + n) writable before an in-place write (LoRA fusing into weights). Storages
+    // are writable except read-only file mappings, which install a hook here (mprotect of the pages: private
+    // copy-on-write, so only the touched pages are copied and the file is never changed).
+    void prepare_write(size_t offset, size_t n) const {
+        if (prepare_write_) prepare_write_(offset, n);
+    }
+    void set_prepare_write(std::function<void(size_t, size_t)> hook) { prepare_write_ = std::move(hook); }
+
 private:
+    std::function<void(size_t, size_t)> prepare_write_;
     void* data_;
     size_t nbytes_;
     Device device_;

@@ -573,6 +573,17 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     std::shared_ptr<Storage> mapping;
     try {
         mapping = std::make_shared<Storage>(base, size, Device::CPU, [size](void* p) { ::munmap(p, size); });
+        // The mapping is MAP_PRIVATE: pages made writable are copied on first write, the file stays unchanged.
+        mapping->set_prepare_write([base, size, path](size_t off, size_t n) {
+            if (n == 0) return;
+            if (off > size || n > size - off) fail(ErrorCode::INTERNAL, path, ": write range outside the mapping");
+            const size_t page = size_t(::sysconf(_SC_PAGESIZE));
+            const size_t b = off / page * page, e = std::min(size, (off + n + page - 1) / page * page);
+            if (::mprotect(static_cast<char*>(base) + b, e - b, PROT_READ | PROT_WRITE) != 0) {
+                int err = errno;
+                fail(ErrorCode::OUT_OF_MEMORY, path, ": cannot make weights writable: ", errno_text(err));
+            }
+        });
     } catch (...) {
         ::munmap(base, size);
         fail(ErrorCode::OUT_OF_MEMORY, path, ": out of memory");

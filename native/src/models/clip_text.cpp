@@ -130,7 +130,7 @@ struct ClipTextModel::Impl {
 };
 
 ClipTextModel::ClipTextModel(const api::ClipTextConfig& config, const nn::WeightBuilder& vb)
-    : impl_(std::make_shared<Impl>()) {
+    : impl_(std::make_shared<Impl>()), weight_table_(vb.table()) {
     validate(config);
     Impl& m = *impl_;
     m.config = config;

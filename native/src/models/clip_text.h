@@ -35,12 +35,15 @@ public:
     ClipTextOutput forward(const Tensor& input_ids, const Tensor& attention_mask = Tensor(),
                            const Tensor& added_token_embeddings = Tensor()) const;
     const api::ClipTextConfig& config() const;
+    // The weights it computes with, by diffusers key (LoRA overlays update them in place).
+    const std::shared_ptr<nn::WeightTable>& weight_table() const { return weight_table_; }
     // Where the weights live and the dtype the model computes in; inputs must be on that device and dtype.
     const nn::Placement& placement() const;
 
 private:
     struct Impl;
     std::shared_ptr<Impl> impl_;
+    std::shared_ptr<nn::WeightTable> weight_table_;
 };
 
 }  // namespace sdxl::models

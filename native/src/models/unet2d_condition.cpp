@@ -205,7 +205,7 @@ struct UNet2DConditionModel::Impl {
 };
 
 UNet2DConditionModel::UNet2DConditionModel(const api::UNetConfig& config, const nn::WeightBuilder& vb)
-    : impl_(std::make_shared<Impl>()) {
+    : impl_(std::make_shared<Impl>()), weight_table_(vb.table()) {
     Impl& m = *impl_;
     m.placement = vb.placement();
     m.config = normalized(config);

@@ -30,6 +30,8 @@ public:
                    const Tensor& text_embeds, const Tensor& time_ids,
                    nn::CrossAttentionCache* cross_cache = nullptr) const;
     const api::UNetConfig& config() const;
+    // The weights it computes with, by diffusers key (LoRA overlays update them in place).
+    const std::shared_ptr<nn::WeightTable>& weight_table() const { return weight_table_; }
     // Where the weights live and the dtype the model computes in; inputs must be on that device and dtype.
     const nn::Placement& placement() const;
     // CUDA graphs per input shape (unet_graph.h): on by default for CUDA F16/BF16 (SDXL4J_CUDA_GRAPHS).
@@ -40,6 +42,7 @@ public:
 private:
     struct Impl;
     std::shared_ptr<Impl> impl_;
+    std::shared_ptr<nn::WeightTable> weight_table_;
 };
 
 }  // namespace sdxl::models

@@ -92,6 +92,10 @@ Attention::Attention(const WeightBuilder& vb, int64_t query_dim, int64_t context
         qkv_w_ = ops::concat({to_q_.weight(), to_k_.weight(), to_v_.weight()}, 0);  // [3 * inner, query_dim]
         if (bias) qkv_b_ = ops::concat({to_q_.bias(), to_k_.bias(), to_v_.bias()}, 0);  // [3 * inner]
         to_q_ = to_k_ = to_v_ = Linear();  // the device memory of the separate weights is released
+        // Overlays (LoRA) update the rows of the fused weight in place.
+        vb.pp("to_q").publish("weight", qkv_w_.narrow(0, 0, inner));
+        vb.pp("to_k").publish("weight", qkv_w_.narrow(0, inner, inner));
+        vb.pp("to_v").publish("weight", qkv_w_.narrow(0, 2 * inner, inner));
         fused_qkv_ = true;
     }
 }

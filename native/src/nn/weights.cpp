@@ -169,6 +169,7 @@ Tensor WeightBuilder::get(const std::string& name, const Shape& shape) const {
         if (auto* random = dynamic_cast<const RandomSource*>(shared_->source.get())) {
             const std::string k = key(name);
             Tensor t = random->make_on_device(k, shape, p.dtype);
+            shared_->table->put(k, t);
             std::lock_guard<std::mutex> g(shared_->mutex);
             shared_->used.insert(k);
             return t;
@@ -176,7 +177,33 @@ Tensor WeightBuilder::get(const std::string& name, const Shape& shape) const {
     }
     Tensor t = get_host(name, shape);  // F32, CPU
     if (p.dtype != DType::F32) t = t.to(p.dtype);
-    return p.device == Device::CPU ? t : t.to(p.device);
+    if (p.device != Device::CPU) t = t.to(p.device);
+    shared_->table->put(key(name), t);
+    return t;
+}
+
+void WeightBuilder::publish(const std::string& name, const Tensor& t) const { shared_->table->put(key(name), t); }
+
+void WeightTable::put(const std::string& key, const Tensor& t) {
+    std::lock_guard<std::mutex> g(mutex_);
+    entries_[key] = Entry{t.storage(), t.offset(), t.shape(), t.strides(), t.dtype()};
+}
+
+Tensor WeightTable::find(const std::string& key) const {
+    std::lock_guard<std::mutex> g(mutex_);
+    auto it = entries_.find(key);
+    if (it == entries_.end()) return Tensor();
+    std::shared_ptr<Storage> s = it->second.storage.lock();
+    if (!s) return Tensor();
+    return Tensor::from_storage(std::move(s), it->second.offset, it->second.shape, it->second.strides, it->second.dtype);
+}
+
+std::vector<std::string> WeightTable::keys() const {
+    std::lock_guard<std::mutex> g(mutex_);
+    std::vector<std::string> out;
+    for (const auto& kv : entries_)
+        if (!kv.second.storage.expired()) out.push_back(kv.first);
+    return out;
 }
 
 Tensor WeightBuilder::get_host(const std::string& name, const Shape& shape) const {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -45,6 +46,32 @@ struct Placement {
     DType dtype = DType::F32;
 };
 
+// The tensors a model computes with, by diffusers key (every get() is recorded here), so that overlays (LoRA
+// fusing) can find and update a weight in place after the model is built. Entries hold the storage weakly: a
+// tensor the model dropped (e.g. CUDA's separate to_q/to_k/to_v once fused into one q/k/v weight) disappears,
+// and the model publishes the view it computes with instead.
+class WeightTable {
+public:
+    void put(const std::string& key, const Tensor& t);
+    // The tensor under `key`, or an undefined tensor when absent or released.
+    Tensor find(const std::string& key) const;
+    std::vector<std::string> keys() const;
+
+    // Overlay state kept with the weights it changes (see models/lora.h); guarded by overlay_mutex.
+    std::mutex overlay_mutex;
+    std::map<std::string, Tensor> originals;  // key -> exact copy (host, the weight's dtype) of a touched weight
+
+private:
+    struct Entry {
+        std::weak_ptr<Storage> storage;
+        int64_t offset = 0;
+        Shape shape, strides;
+        DType dtype = DType::F32;
+    };
+    mutable std::mutex mutex_;
+    std::map<std::string, Entry> entries_;
+};
+
 class WeightBuilder {
 public:
     explicit WeightBuilder(std::shared_ptr<WeightSource> source, Placement placement = {});
@@ -66,6 +93,10 @@ public:
     // are not weights (e.g. CLIP's text_model.embeddings.position_ids). No error if it is absent.
     void skip(const std::string& name) const;
 
+    // Records `t` as the tensor the model computes with for `name` (under this prefix) in table().
+    void publish(const std::string& name, const Tensor& t) const;
+    const std::shared_ptr<WeightTable>& table() const { return shared_->table; }
+
     // BAD_MODEL_FILE listing (some of) the source's keys under `prefix` that no get() took.
     void check_all_used(const std::string& prefix = "") const;
 
@@ -75,6 +106,7 @@ private:
         Placement placement;
         std::mutex mutex;
         std::set<std::string> used;
+        std::shared_ptr<WeightTable> table = std::make_shared<WeightTable>();
     };
     WeightBuilder(std::shared_ptr<Shared> shared, std::string prefix);
 

@@ -53,6 +53,7 @@ final class SdxlEngine implements AutoCloseable {
         private T model;
         private int users;
         private boolean closed;
+        private java.util.function.Consumer<T> onLoad;  // overlays (LoRA) re-applied to a freshly loaded model
 
         Slot(java.util.function.Supplier<T> loader, boolean offload) {
             this.loader = loader;
@@ -67,8 +68,27 @@ final class SdxlEngine implements AutoCloseable {
                 throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "the pipeline is closed");
             }
             if (model == null) {
-                model = loader.get();
+                T m = loader.get();
+                if (onLoad != null) {
+                    try {
+                        onLoad.accept(m);
+                    } catch (RuntimeException e) {
+                        closeQuietly(m);
+                        throw e;
+                    }
+                }
+                model = m;
             }
+            return model;
+        }
+
+        /** Sets what is done to each model this slot loads from now on (not to the one loaded now). */
+        synchronized void onLoad(java.util.function.Consumer<T> hook) {
+            onLoad = hook;
+        }
+
+        /** The model if it is loaded now, else null (does not load it). */
+        synchronized T ifLoaded() {
             return model;
         }
 
@@ -147,7 +167,12 @@ final class SdxlEngine implements AutoCloseable {
         this.requiresAestheticsScore = requiresAesthetics;
         this.options = options;
         this.owned = owned;
+        this.loras = new LoraOverlay(this);
+        owned.add(loras);
     }
+
+    /** The LoRAs fused into this pipeline's UNet and text encoders. */
+    final LoraOverlay loras;
 
     // ============================================================================================== loading
 

@@ -112,6 +112,65 @@ public final class StableDiffusionXL implements AutoCloseable {
         return engine.checkpoint == null ? null : engine.checkpoint.a1111Hash();
     }
 
+    /**
+     * Loads a LoRA and fuses it into the UNet and both text encoders (diffusers' {@code load_lora_weights} +
+     * {@code fuse_lora}; {@code scale} as {@code cross_attention_kwargs={"scale": s}} in diffusers 0.31, which also
+     * scales the text encoders' LoRA). Several LoRAs may be loaded, each with its own scale. Formats: kohya /
+     * AUTOMATIC1111 (SGM or diffusers-style UNet names, LoCon convs, {@code .alpha}) and diffusers / PEFT. Only the
+     * weights a LoRA touches are copied (to restore them exactly on unload). Not while a generation runs.
+     *
+     * @return the LoRA's name (the file name's stem, as in A1111's {@code <lora:name:weight>}); loading a file of
+     *     the same name again replaces it
+     * @throws SdxlException BAD_MODEL_FILE for a file that is not a LoRA of a known format, has keys of no known
+     *     format (all listed) or modules that match no weight of this pipeline (listed); nothing changes then
+     */
+    public String loadLora(Path file, double scale) {
+        return loadLora(file, scale, false);
+    }
+
+    /** As {@link #loadLora(Path, double)}; {@code lenient} skips keys and modules that match nothing. */
+    public String loadLora(Path file, double scale, boolean lenient) {
+        return engine.loras.load(file, scale, lenient);
+    }
+
+    /** Changes the scale of a loaded LoRA (recomputes the weights it touches from their originals). */
+    public void setLoraScale(String name, double scale) {
+        engine.loras.setScale(name, scale);
+    }
+
+    /** Unloads one LoRA; the weights no loaded LoRA touches any more are the original ones again, bit for bit. */
+    public void unloadLora(String name) {
+        engine.loras.unload(name);
+    }
+
+    /** Unloads every LoRA (diffusers' {@code unfuse_lora} + {@code unload_lora_weights}): the original weights. */
+    public void unloadLoras() {
+        engine.loras.unloadAll();
+    }
+
+    /** The loaded LoRAs in load order: name -> scale. */
+    public java.util.LinkedHashMap<String, Double> loras() {
+        java.util.LinkedHashMap<String, Double> out = new java.util.LinkedHashMap<>();
+        engine.loras.entries().forEach(e -> out.put(e.name(), e.scale()));
+        return out;
+    }
+
+    /**
+     * AUTOMATIC1111's {@code Lora hashes} value for the loaded LoRAs ({@code name: hash, ...}, the hash being the
+     * first 12 hex digits of the SHA-256 of each file's tensor data), or null when none is loaded.
+     */
+    public String loraHashes() {
+        var list = engine.loras.entries();
+        if (list.isEmpty()) {
+            return null;
+        }
+        StringBuilder b = new StringBuilder();
+        for (var e : list) {
+            b.append(b.length() == 0 ? "" : ", ").append(e.name()).append(": ").append(e.file().a1111Hash());
+        }
+        return b.toString();
+    }
+
     /** 1024 for SDXL (the UNet's sample_size x 8): the size used when a request gives none. */
     public int defaultSize() {
         return engine.defaultSize();

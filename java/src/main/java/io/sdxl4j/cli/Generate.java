@@ -19,6 +19,7 @@ import io.sdxl4j.images.GenerationParameters;
 import io.sdxl4j.images.Images;
 import io.sdxl4j.models.HuggingFaceCache;
 import io.sdxl4j.models.VaeTiling;
+import io.sdxl4j.text.LoraTags;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -118,6 +119,13 @@ public final class Generate implements Callable<Integer> {
             + "name as embedding:NAME (ComfyUI) or, with --syntax a1111, as the bare NAME (AUTOMATIC1111)")
     Path embeddingsDir;
 
+    @Option(names = "--lora", description = "LoRA to fuse into the base model: FILE or FILE:SCALE (default scale 1.0; kohya/A1111 or diffusers/PEFT .safetensors); repeatable")
+    List<String> loraArgs = new ArrayList<>();
+    @Option(names = "--lora-dir", description = "folder where A1111 prompt tags <lora:NAME:WEIGHT> find NAME.safetensors (searched recursively)")
+    Path loraDir;
+    @Option(names = "--lora-lenient", description = "skip LoRA keys and modules that match nothing instead of refusing the file")
+    boolean loraLenient;
+
     private final PrintStream err = System.err;
 
     @Override
@@ -190,8 +198,17 @@ public final class Generate implements Callable<Integer> {
     }
 
     private GenerationRequest request(long seedUsed) {
+        // A1111's <lora:name:weight> tags: cut out of the prompt text, loaded from --lora-dir.
+        String shownPrompt = prompt != null ? prompt : DEFAULT_PROMPT;
+        LoraTags.Parsed p1 = LoraTags.parse(shownPrompt);
+        LoraTags.Parsed p2 = LoraTags.parse(prompt2);
+        promptTags.addAll(p1.loras());
+        promptTags.addAll(p2.loras());
+        if (!promptTags.isEmpty()) {
+            infotextPrompt = shownPrompt;  // A1111 records the prompt as written, tags included
+        }
         GenerationRequest.Builder b = GenerationRequest.builder()
-                .prompt(prompt != null ? prompt : DEFAULT_PROMPT).prompt2(prompt2).negativePrompt(negative).negativePrompt2(negative2)
+                .prompt(p1.prompt()).prompt2(p2.prompt()).negativePrompt(negative).negativePrompt2(negative2)
                 .syntax(syntax(syntax)).truncateLongPrompts(!noTruncate).steps(steps).guidanceScale(guidance)
                 .guidanceRescale(guidanceRescale).imagesPerPrompt(images).seed(seedUsed);
         if (width != null) {
@@ -260,6 +277,12 @@ public final class Generate implements Callable<Integer> {
                 p.modelHash(modelHash);  // A1111: the first 10 hex digits of the checkpoint's SHA-256
             }
             p.model(modelName(modelPath));
+            if (infotextPrompt != null) {
+                p.prompt(infotextPrompt);
+            }
+            if (loraHashes != null) {
+                p.extra("Lora hashes", loraHashes);  // A1111: "name: first 12 hex of the tensor data's SHA-256, ..."
+            }
             if (refinerLabel != null) {
                 p.refiner(refinerLabel).refinerSwitchAt(highNoiseFrac);
             }
@@ -286,9 +309,62 @@ public final class Generate implements Callable<Integer> {
         return Files.isRegularFile(model) && dot > 0 ? name.substring(0, dot) : name;
     }
 
+    private final List<LoraTags.Tag> promptTags = new ArrayList<>();
+    private String infotextPrompt;
+    private String loraHashes;
+
     private StableDiffusionXL openBase(Path model, PipelineOptions options) {
-        return Files.isRegularFile(model) ? StableDiffusionXL.fromSingleFile(model, config, options)
+        StableDiffusionXL base = Files.isRegularFile(model) ? StableDiffusionXL.fromSingleFile(model, config, options)
                 : StableDiffusionXL.load(model, options);
+        try {
+            for (String arg : loraArgs) {
+                Object[] fs = loraArg(arg);
+                base.loadLora((Path) fs[0], (Double) fs[1], loraLenient);
+            }
+            for (LoraTags.Tag t : promptTags) {
+                base.loadLora(findLora(t.name()), t.weight(), loraLenient);
+            }
+            loraHashes = base.loraHashes();
+            if (loraHashes != null) {
+                err.println("LoRAs: " + base.loras());
+            }
+        } catch (RuntimeException e) {
+            base.close();
+            throw e;
+        }
+        return base;
+    }
+
+    /** FILE or FILE:SCALE (a trailing ":number"; anything else is part of the file name). */
+    static Object[] loraArg(String arg) {
+        int colon = arg.lastIndexOf(':');
+        if (colon > 0) {
+            try {
+                return new Object[] {Path.of(arg.substring(0, colon)), Double.parseDouble(arg.substring(colon + 1))};
+            } catch (NumberFormatException ignored) {
+                // a path with a colon
+            }
+        }
+        return new Object[] {Path.of(arg), 1.0};
+    }
+
+    /** A1111: a LoRA is found by its file name (without .safetensors) anywhere under the LoRA folder. */
+    private Path findLora(String name) {
+        if (loraDir == null) {
+            throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "the prompt names <lora:" + name
+                    + ":...>; give the folder of LoRA files with --lora-dir");
+        }
+        Path direct = loraDir.resolve(name + ".safetensors");
+        if (Files.isRegularFile(direct)) {
+            return direct;
+        }
+        try (var files = Files.walk(loraDir)) {
+            return files.filter(f -> f.getFileName().toString().equals(name + ".safetensors")).findFirst()
+                    .orElseThrow(() -> new SdxlException(ErrorCode.NOT_FOUND, "no LoRA '" + name + "' (" + name
+                            + ".safetensors) under " + loraDir));
+        } catch (java.io.IOException e) {
+            throw new SdxlException(ErrorCode.NOT_FOUND, "cannot search " + loraDir + ": " + e.getMessage());
+        }
     }
 
     private Refiner openRefiner(Path model, PipelineOptions options) {

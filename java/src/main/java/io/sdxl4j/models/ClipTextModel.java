@@ -137,6 +137,29 @@ public final class ClipTextModel implements AutoCloseable {
         });
     }
 
+    /**
+     * As {@link UNet2DConditionModel#setLoras} for the files' modules of {@code component} ("text_encoder" for
+     * CLIP-L, "text_encoder_2" for OpenCLIP-G).
+     */
+    public List<String> setLoras(List<LoraFile> loras, double[] scales, String component) {
+        if (handle == null) {
+            throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "ClipTextModel is closed");
+        }
+        return Native.call(() -> {
+            try (io.sdxl4j.nat.NativeLoraList l = LoraFile.toNative(loras, scales)) {
+                return LoraFile.strings(handle.set_loras(l, component));
+            }
+        });
+    }
+
+    /** A copy of the weight under a diffusers key ("text_model.encoder.layers.0.self_attn.q_proj.weight"), F32. */
+    public Tensor weight(String key) {
+        if (handle == null) {
+            throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "ClipTextModel is closed");
+        }
+        return Native.call(() -> Tensor.wrap(handle.weight(key)));
+    }
+
     @Override
     public void close() {
         NativeClipTextModel h = handle;

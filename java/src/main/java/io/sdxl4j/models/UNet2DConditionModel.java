@@ -144,6 +144,26 @@ public final class UNet2DConditionModel implements AutoCloseable {
                 encoderHiddenStates.handle(), textEmbeds.handle(), timeIds.handle())));
     }
 
+    /**
+     * Fuses {@code loras} with their {@code scales} into the weights (diffusers' fuse_lora), replacing the set fused
+     * before; an empty list restores the original weights exactly. Not while the model runs.
+     *
+     * @return the modules of lenient files that matched no weight (skipped)
+     * @throws SdxlException BAD_MODEL_FILE listing modules that match no weight (nothing is changed then)
+     */
+    public List<String> setLoras(List<LoraFile> loras, double[] scales) {
+        return Native.call(() -> {
+            try (io.sdxl4j.nat.NativeLoraList l = LoraFile.toNative(loras, scales)) {
+                return LoraFile.strings(handle().set_loras(l));
+            }
+        });
+    }
+
+    /** A copy of the weight the model computes with under a diffusers key (e.g. "conv_in.weight"), F32 on the CPU. */
+    public Tensor weight(String key) {
+        return Native.call(() -> Tensor.wrap(handle().weight(key)));
+    }
+
     @Override
     public void close() {
         NativeUNetModel h = handle;
