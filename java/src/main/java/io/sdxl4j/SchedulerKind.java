@@ -34,7 +34,13 @@ public enum SchedulerKind {
     PNDM("PNDMScheduler", Map.of(), "PLMS", "pndm"),
     DDPM("DDPMScheduler", Map.of(), "DDPM", "ddpm"),
     UNIPC("UniPCMultistepScheduler", Map.of(), "UniPC", "uni_pc"),
-    DEIS("DEISMultistepScheduler", Map.of(), "DEIS", "deis");
+    DEIS("DEISMultistepScheduler", Map.of(), "DEIS", "deis"),
+    // "trailing" timestep spacing (timesteps end at 999: the few-step SDXL-Turbo/Lightning/Hyper models need it;
+    // ComfyUI's sgm_uniform is the analogue there, with fractional instead of rounded timesteps).
+    EULER_TRAILING("EulerDiscreteScheduler", Map.of("timestep_spacing", "trailing"), "Euler Trailing", "euler_trailing"),
+    EULER_A_TRAILING("EulerAncestralDiscreteScheduler", Map.of("timestep_spacing", "trailing"), "Euler a Trailing",
+            "euler_ancestral_trailing"),
+    DDIM_TRAILING("DDIMScheduler", Map.of("timestep_spacing", "trailing"), "DDIM Trailing", "ddim_trailing");
 
     private final String diffusersClass;
     private final Map<String, Object> overrides;

@@ -4,6 +4,7 @@ import io.sdxl4j.CancellationToken;
 import io.sdxl4j.DType;
 import io.sdxl4j.Device;
 import io.sdxl4j.ErrorCode;
+import io.sdxl4j.FewStepPreset;
 import io.sdxl4j.GenerationRequest;
 import io.sdxl4j.GenerationResult;
 import io.sdxl4j.Generator;
@@ -30,8 +31,11 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
+import picocli.CommandLine;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
 
 /**
  * {@code sdxl4j generate}: the seed walkthrough's calls from the command line. Text to image with the base model;
@@ -43,6 +47,8 @@ import picocli.CommandLine.Option;
         description = {"Generate images with Stable Diffusion XL (diffusers' StableDiffusionXLPipeline / Img2ImgPipeline).",
             "With no --model and no SDXL in the Hugging Face cache, runs the small bundled test model (noise images)."})
 public final class Generate implements Callable<Integer> {
+    @Spec
+    CommandSpec spec;  // which options were given explicitly (--preset yields to them)
     static final String DEFAULT_REPO = "stabilityai/stable-diffusion-xl-base-1.0";
     static final String DEFAULT_PROMPT = "Colorful Roaring Lion sitting on a victorian couch, flat icon, vector";
 
@@ -70,6 +76,10 @@ public final class Generate implements Callable<Integer> {
     double guidance;
     @Option(names = "--guidance-rescale", defaultValue = "0.0", description = "guidance rescale in [0, 1] (default: ${DEFAULT-VALUE})")
     double guidanceRescale;
+    @Option(names = "--preset", description = "few-step model settings: turbo (SDXL-Turbo: 1 step, Euler a trailing), "
+            + "lightning (SDXL-Lightning: 4 steps, Euler trailing), hyper (Hyper-SDXL: 8 steps, DDIM trailing); guidance off. "
+            + "An explicit --steps, --guidance or --scheduler still wins")
+    String preset;
     @Option(names = "--scheduler", description = "scheduler: euler, euler_a, heun, dpmpp_2m, \"DPM++ 2M Karras\", ddim, ... or a diffusers class (default: the model's)")
     String scheduler;
     @Option(names = "--images", defaultValue = "1", description = "images per prompt (default: ${DEFAULT-VALUE})")
@@ -216,6 +226,17 @@ public final class Generate implements Callable<Integer> {
         }
         if (height != null) {
             b.height(height);
+        }
+        if (preset != null) {  // the preset's settings, except those given on the command line
+            FewStepPreset fp = FewStepPreset.fromName(preset);
+            CommandLine.ParseResult parsed = spec.commandLine().getParseResult();
+            if (!parsed.hasMatchedOption("--steps")) {
+                b.steps(fp.steps());
+            }
+            if (!parsed.hasMatchedOption("--guidance")) {
+                b.guidanceScale(fp.guidanceScale());
+            }
+            b.scheduler(fp.scheduler());
         }
         if (scheduler != null) {
             b.scheduler(SchedulerKind.fromName(scheduler));
