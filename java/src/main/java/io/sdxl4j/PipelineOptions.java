@@ -16,9 +16,13 @@ import io.sdxl4j.models.VaeTiling;
  *                       the CPU device)
  * @param vaeTiling      diffusers' {@code enable_vae_tiling()}: how the VAE tiles large images (null: off). Whatever
  *                       this says, a one-pass VAE decode/encode that runs out of device memory is retried tiled once
+ * @param vae            another VAE instead of the model's (diffusers' {@code from_pretrained(..., vae=vae)}), e.g.
+ *                       the fp16-fix VAE that runs in fp16: a diffusers VAE folder (config.json + weights, the
+ *                       variant rule applies) or one diffusers-named .safetensors file (read with the model's VAE
+ *                       config); null: the model's own
  */
 public record PipelineOptions(String variant, Device device, DType dtype, boolean watermark, boolean cpuOffload,
-                              VaeTiling vaeTiling) {
+                              VaeTiling vaeTiling, java.nio.file.Path vae) {
     public PipelineOptions {
         if (vaeTiling == null) {
             vaeTiling = VaeTiling.OFF;
@@ -34,9 +38,20 @@ public record PipelineOptions(String variant, Device device, DType dtype, boolea
         }
     }
 
-    /** Without VAE tiling. */
+    /** Without VAE tiling, with the model's VAE. */
     public PipelineOptions(String variant, Device device, DType dtype, boolean watermark, boolean cpuOffload) {
-        this(variant, device, dtype, watermark, cpuOffload, VaeTiling.OFF);
+        this(variant, device, dtype, watermark, cpuOffload, VaeTiling.OFF, null);
+    }
+
+    /** With the model's VAE. */
+    public PipelineOptions(String variant, Device device, DType dtype, boolean watermark, boolean cpuOffload,
+                           VaeTiling vaeTiling) {
+        this(variant, device, dtype, watermark, cpuOffload, vaeTiling, null);
+    }
+
+    /** Another VAE (a diffusers VAE folder or .safetensors file), or null for the model's. */
+    public PipelineOptions withVae(java.nio.file.Path v) {
+        return new PipelineOptions(variant, device, dtype, watermark, cpuOffload, vaeTiling, v);
     }
 
     /** Plain weights, CPU, F32, watermark on, no offload, no VAE tiling. */
@@ -45,19 +60,19 @@ public record PipelineOptions(String variant, Device device, DType dtype, boolea
     }
 
     public PipelineOptions withVariant(String v) {
-        return new PipelineOptions(v, device, dtype, watermark, cpuOffload, vaeTiling);
+        return new PipelineOptions(v, device, dtype, watermark, cpuOffload, vaeTiling, vae);
     }
 
     public PipelineOptions withDevice(Device d) {
-        return new PipelineOptions(variant, d, dtype, watermark, cpuOffload, vaeTiling);
+        return new PipelineOptions(variant, d, dtype, watermark, cpuOffload, vaeTiling, vae);
     }
 
     public PipelineOptions withDtype(DType t) {
-        return new PipelineOptions(variant, device, t, watermark, cpuOffload, vaeTiling);
+        return new PipelineOptions(variant, device, t, watermark, cpuOffload, vaeTiling, vae);
     }
 
     public PipelineOptions withWatermark(boolean w) {
-        return new PipelineOptions(variant, device, dtype, w, cpuOffload, vaeTiling);
+        return new PipelineOptions(variant, device, dtype, w, cpuOffload, vaeTiling, vae);
     }
 
     /** diffusers' {@code enable_vae_tiling()} (true) / {@code disable_vae_tiling()} (false). */
@@ -67,10 +82,10 @@ public record PipelineOptions(String variant, Device device, DType dtype, boolea
 
     /** VAE tiling with a chosen tile size or mode. */
     public PipelineOptions withVaeTiling(VaeTiling t) {
-        return new PipelineOptions(variant, device, dtype, watermark, cpuOffload, t);
+        return new PipelineOptions(variant, device, dtype, watermark, cpuOffload, t, vae);
     }
 
     public PipelineOptions withCpuOffload(boolean o) {
-        return new PipelineOptions(variant, device, dtype, watermark, o, vaeTiling);
+        return new PipelineOptions(variant, device, dtype, watermark, o, vaeTiling, vae);
     }
 }

@@ -257,6 +257,24 @@ final class SdxlEngine implements AutoCloseable {
             if (shareFrom != null) {
                 vae = shareFrom.vae;
                 vaeConfig = shareFrom.vaeConfig;
+            } else if (options.vae() != null) {
+                // Another VAE (diffusers' vae=...): a diffusers VAE folder, or one weights file under the model's config.
+                Path other = options.vae();
+                List<Path> files;
+                if (Files.isDirectory(other)) {
+                    vaeConfig = VaeConfig.read(other.resolve("config.json"));
+                    files = AutoencoderKL.weightFiles(other, variant);
+                } else if (Files.isRegularFile(other) && other.getFileName().toString().endsWith(".safetensors")) {
+                    vaeConfig = VaeConfig.read(df.component("vae", "AutoencoderKL").resolve("config.json"));
+                    files = List.of(other);
+                } else {
+                    throw new SdxlException(ErrorCode.NOT_FOUND, "VAE " + other + " is neither a diffusers VAE folder "
+                            + "(config.json + weights) nor a .safetensors file");
+                }
+                // The fp16-fix VAE says force_upcast false: it then runs in fp16, which is what it is for.
+                DType vaeType = dtype == DType.F16 && vaeConfig.forceUpcast() ? DType.F32 : dtype;
+                VaeConfig vc = vaeConfig;
+                vae = own(owned, new Slot<>(() -> AutoencoderKL.load(vc, files, device, vaeType), offload));
             } else {
                 vaeConfig = VaeConfig.read(df.component("vae", "AutoencoderKL").resolve("config.json"));
                 // The SDXL VAE overflows in fp16 (diffusers' force_upcast): it then runs in F32.

@@ -115,6 +115,9 @@ public final class Generate implements Callable<Integer> {
     String dtype;
     @Option(names = "--cpu-offload", description = "model-level CPU offload (components on the device only while they run)")
     boolean cpuOffload;
+    @Option(names = "--vae", description = "another VAE instead of the model's: a diffusers VAE folder or a diffusers "
+            + ".safetensors file (e.g. the fp16-fix VAE, which runs in fp16)")
+    Path vae;
     @Option(names = "--vae-tiling", description = "decode/encode large images tile by tile (diffusers' enable_vae_tiling: "
             + "less memory, slightly different pixels where tiles overlap)")
     boolean vaeTiling;
@@ -146,7 +149,8 @@ public final class Generate implements Callable<Integer> {
         }
         Path modelPath = resolveModel();
         PipelineOptions options = new PipelineOptions(variant, device(device), dtype(dtype), watermark, cpuOffload,
-                vaeTiling || vaeTileSize != null ? VaeTiling.auto(vaeTileSize != null ? vaeTileSize : 0) : VaeTiling.OFF);
+                vaeTiling || vaeTileSize != null ? VaeTiling.auto(vaeTileSize != null ? vaeTileSize : 0) : VaeTiling.OFF,
+                vae);
         long seedUsed = seed != null ? seed : new SecureRandom().nextLong() & 0x7fffffffffffffffL;
         GenerationRequest request = request(seedUsed);
         CancellationToken cancel = new CancellationToken();

@@ -48,6 +48,25 @@ public final class AutoencoderKL implements AutoCloseable {
         });
     }
 
+    /** The weight files of a diffusers VAE folder for a variant (the plain files where it has none of that variant). */
+    public static List<Path> weightFiles(Path dir, String variant) {
+        return WeightFiles.resolve(dir, "diffusion_pytorch_model", variant);
+    }
+
+    /**
+     * A VAE from diffusers-named weight files (e.g. one {@code diffusion_pytorch_model.safetensors} given without its
+     * folder) under {@code config}. BAD_MODEL_FILE naming the key when a file is not a diffusers AutoencoderKL of
+     * that config (an A1111/LDM-layout VAE file, say).
+     */
+    public static AutoencoderKL load(VaeConfig config, List<Path> files, io.sdxl4j.Device device, io.sdxl4j.DType dtype) {
+        Sdxl4j.load();
+        return Native.call(() -> {
+            try (NativeVaeConfig c = config.toNative(); StringVector f = WeightFiles.toNative(files)) {
+                return new AutoencoderKL(NativeVaeModel.load(c, f, device.code(), dtype.code()), config);
+            }
+        });
+    }
+
     /** The VAE of a single-file checkpoint (first_stage_model.*), under the diffusers {@code config}. */
     public static AutoencoderKL load(SingleFileCheckpoint checkpoint, VaeConfig config, io.sdxl4j.Device device,
                                      io.sdxl4j.DType dtype) {
