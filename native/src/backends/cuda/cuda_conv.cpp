@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdint>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -217,34 +218,47 @@ bool math_allowed(cudnnMathType_t m, DType dt, bool tf32) {
     return true;
 }
 
-Choice choose(Dnn& d, const Descriptors& ds, DType dt, const Tensor& x) {
+// cuDNN's heuristic list for the problem, best first (cudnnGetConvolutionForwardAlgorithm_v7, no benchmarking).
+std::vector<cudnnConvolutionFwdAlgoPerf_t> heuristic_list(Dnn& d, const Descriptors& ds) {
     int max_count = 0;
     SDXL_CUDNN_CHECK(d.api.GetConvolutionForwardAlgorithmMaxCount(d.handle, &max_count));
     std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(size_t(max_count > 0 ? max_count : 1));
     int returned = 0;
     SDXL_CUDNN_CHECK(d.api.GetConvolutionForwardAlgorithm_v7(d.handle, ds.x, ds.w, ds.conv, ds.y, int(perf.size()),
                                                              &returned, perf.data()));
+    perf.resize(size_t(returned));
+    return perf;
+}
+
+// From a list ordered best first: the first usable entry needing at most `cap` bytes of workspace, and the first
+// later one needing none (the fallback when the workspace cannot be had). False when none is usable.
+bool pick(const std::vector<cudnnConvolutionFwdAlgoPerf_t>& perf, DType dt, bool tf32, size_t cap, Choice* out) {
     Choice c{};
     bool found = false;
-    for (int i = 0; i < returned; ++i) {
-        const auto& p = perf[size_t(i)];
-        if (p.status != CUDNN_STATUS_SUCCESS || !math_allowed(p.mathType, dt, d.tf32)) continue;
+    for (const auto& p : perf) {
+        if (p.status != CUDNN_STATUS_SUCCESS || !math_allowed(p.mathType, dt, tf32) || p.memory > cap) continue;
         // CUDNN_DEFAULT_MATH permits TF32 tensor cores for F32 on sm_80+: F32 without TF32 runs FMA math only.
-        const cudnnMathType_t math = dt == DType::F32 && !d.tf32 ? CUDNN_FMA_MATH : p.mathType;
+        const cudnnMathType_t math = dt == DType::F32 && !tf32 ? CUDNN_FMA_MATH : p.mathType;
         if (!found) {
             c.algo = p.algo;
             c.math = math;
             found = true;
-        } else if (p.memory == 0 && !c.has_fallback) {
+        } else if (p.memory == 0) {
             c.has_fallback = true;
             c.fallback_algo = p.algo;
             c.fallback_math = math;
+            break;
         }
-        if (found && c.has_fallback) break;
     }
-    if (!found)
+    if (found) *out = c;
+    return found;
+}
+
+Choice choose(Dnn& d, const std::vector<cudnnConvolutionFwdAlgoPerf_t>& heuristic, DType dt, const Tensor& x) {
+    Choice c{};
+    if (!pick(heuristic, dt, d.tf32, SIZE_MAX, &c))
         fail(ErrorCode::UNSUPPORTED, "conv2d on CUDA: cuDNN ", d.version, " offers no algorithm for ", x.describe(),
-             " (", returned, " candidates, none usable)");
+             " (", heuristic.size(), " candidates, none usable)");
     return c;
 }
 
@@ -255,16 +269,10 @@ Choice choose(Dnn& d, const Descriptors& ds, DType dt, const Tensor& x) {
 constexpr size_t kFindWorkspaceCap = size_t(256) << 20;
 
 Choice find(Dnn& d, const Descriptors& ds, DType dt, const Tensor& x, const void* xp, const void* wp, void* yp) {
-    const Choice heuristic = choose(d, ds, dt, x);
-    int max_count = 0;
-    SDXL_CUDNN_CHECK(d.api.GetConvolutionForwardAlgorithmMaxCount(d.handle, &max_count));
-    std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(size_t(max_count > 0 ? max_count : 1));
-    int returned = 0;
-    SDXL_CUDNN_CHECK(d.api.GetConvolutionForwardAlgorithm_v7(d.handle, ds.x, ds.w, ds.conv, ds.y, int(perf.size()),
-                                                             &returned, perf.data()));
+    const std::vector<cudnnConvolutionFwdAlgoPerf_t> heuristic = heuristic_list(d, ds);
+    const Choice fallback = choose(d, heuristic, dt, x);
     size_t cap = 0;
-    for (int i = 0; i < returned; ++i) {
-        const auto& p = perf[size_t(i)];
+    for (const auto& p : heuristic) {
         if (p.status == CUDNN_STATUS_SUCCESS && math_allowed(p.mathType, dt, d.tf32) && p.memory <= kFindWorkspaceCap)
             cap = std::max(cap, p.memory);
     }
@@ -277,31 +285,21 @@ Choice find(Dnn& d, const Descriptors& ds, DType dt, const Tensor& x, const void
             cap = 0;  // benchmark the workspace-free algorithms only
         }
     }
-    returned = 0;
+    int max_count = 0;
+    SDXL_CUDNN_CHECK(d.api.GetConvolutionForwardAlgorithmMaxCount(d.handle, &max_count));
+    std::vector<cudnnConvolutionFwdAlgoPerf_t> measured(size_t(max_count > 0 ? max_count : 1));
+    int returned = 0;
     profile::count_device_call();
     SDXL_CUDNN_CHECK(d.api.FindConvolutionForwardAlgorithmEx(d.handle, ds.x, xp, ds.w, wp, ds.conv, ds.y, yp,
-                                                             int(perf.size()), &returned, perf.data(), ws.ptr, cap));
+                                                             int(measured.size()), &returned, measured.data(), ws.ptr,
+                                                             cap));
+    measured.resize(size_t(returned));  // sorted by measured time, fastest first
     Choice c{};
-    bool found = false;
-    for (int i = 0; i < returned; ++i) {  // sorted by measured time, fastest first
-        const auto& p = perf[size_t(i)];
-        if (p.status != CUDNN_STATUS_SUCCESS || !math_allowed(p.mathType, dt, d.tf32) || p.memory > cap) continue;
-        const cudnnMathType_t math = dt == DType::F32 && !d.tf32 ? CUDNN_FMA_MATH : p.mathType;
-        if (!found) {
-            c.algo = p.algo;
-            c.math = math;
-            found = true;
-        } else if (p.memory == 0 && !c.has_fallback) {
-            c.has_fallback = true;
-            c.fallback_algo = p.algo;
-            c.fallback_math = math;
-        }
-    }
-    if (!found) return heuristic;
-    if (!c.has_fallback && heuristic.has_fallback) {
+    if (!pick(measured, dt, d.tf32, cap, &c)) return fallback;
+    if (!c.has_fallback && fallback.has_fallback) {
         c.has_fallback = true;
-        c.fallback_algo = heuristic.fallback_algo;
-        c.fallback_math = heuristic.fallback_math;
+        c.fallback_algo = fallback.fallback_algo;
+        c.fallback_math = fallback.fallback_math;
     }
     return c;
 }
@@ -360,7 +358,7 @@ Tensor conv2d_fused(const Tensor& x, const Tensor& w, const Tensor& b, int strid
         SDXL_CUDA_CHECK(cudaStreamIsCapturing(stream(), &capturing));
         plan.c = d.find && capturing == cudaStreamCaptureStatusNone
                      ? find(d, ds, dt, x, xc.raw_data(), wc.raw_data(), y.raw_data())
-                     : choose(d, ds, dt, x);
+                     : choose(d, heuristic_list(d, ds), dt, x);
         SDXL_CUDNN_CHECK(d.api.SetConvolutionMathType(ds.conv, plan.c.math));
         SDXL_CUDNN_CHECK(
             d.api.GetConvolutionForwardWorkspaceSize(d.handle, ds.x, ds.w, ds.conv, ds.y, plan.c.algo, &plan.ws_size));

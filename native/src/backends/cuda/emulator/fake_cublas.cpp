@@ -60,19 +60,8 @@ using sdxl_emu::device_ok;
 using sdxl_emu::fill_panel;
 using sdxl_emu::gemm_accumulate;
 using sdxl_emu::operand_extent;
+using sdxl_emu::read_scalar;
 using sdxl_emu::round_inputs;
-
-// alpha/beta: __half for CUBLAS_COMPUTE_16F, float otherwise (the scaleType of each configuration).
-float read_scalar(const void* p, bool half) {
-    if (half) {
-        uint16_t h;
-        std::memcpy(&h, p, 2);
-        return sdxl::f16_to_f32(h);
-    }
-    float f;
-    std::memcpy(&f, p, 4);
-    return f;
-}
 
 // Live handles (fake_common.h).
 sdxl_emu::LiveHandles<cublasContext>& handles() { return sdxl_emu::LiveHandles<cublasContext>::instance(); }

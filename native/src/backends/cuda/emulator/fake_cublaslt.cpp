@@ -564,17 +564,7 @@ cublasStatus_t CUBLASWINAPI cublasLtMatmul(cublasLtHandle_t lightHandle, cublasL
     if (d->pointer_mode == CUBLASLT_POINTER_MODE_DEVICE && (!device_ok(call, "alpha", alpha, scalar_size, "scalar") ||
                                                             !device_ok(call, "beta", beta, scalar_size, "scalar")))
         return CUBLAS_STATUS_EXECUTION_FAILED;
-    auto scalar = [&](const void* ptr) {
-        if (p.half_scalars) {
-            uint16_t h;
-            std::memcpy(&h, ptr, 2);
-            return sdxl::f16_to_f32(h);
-        }
-        float f;
-        std::memcpy(&f, ptr, 4);
-        return f;
-    };
-    const float a_s = scalar(alpha), b_s = scalar(beta);
+    const float a_s = sdxl_emu::read_scalar(alpha, p.half_scalars), b_s = sdxl_emu::read_scalar(beta, p.half_scalars);
     const bool read_c = b_s != 0.0f;  // beta == 0: C is not read (NaN in C does not propagate)
 
     // Device ranges over all batches.

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <sstream>
 #include <string>
 
@@ -112,6 +113,18 @@ inline bool device_ok(const char* call, const char* operand, const void* p, size
         << ") is not valid device memory: " << why;
     sdxl_emu::report_device_error(700 /* cudaErrorIllegalAddress */, msg.str());
     return false;
+}
+
+// alpha/beta as the libraries read them: __half for CUBLAS_COMPUTE_16F, float otherwise (the scale type).
+inline float read_scalar(const void* p, bool half) {
+    if (half) {
+        uint16_t h;
+        std::memcpy(&h, p, 2);
+        return sdxl::f16_to_f32(h);
+    }
+    float f;
+    std::memcpy(&f, p, 4);
+    return f;
 }
 
 // The element range one operand touches over all batches: the batch-0 matrix spans [0, span) elements; batch i
