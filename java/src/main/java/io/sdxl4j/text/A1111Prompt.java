@@ -49,8 +49,9 @@ import java.util.Objects;
  * behaviour give the same weights for ordinary prompts, but it differs in: {@code [text]} is literal text there
  * (no down-weighting), and A1111's {@code [a:b:0.5]} / {@code [a|b]} prompt editing is ComfyUI's dynamic-prompt
  * syntax instead; {@code BREAK} is plain text in ComfyUI's core (ConditioningConcat does that job); a bad weight
- * such as {@code (a:1.2.3)} is taken literally rather than rejected; ComfyUI's {@code embedding:name} textual
- * inversion references (and A1111's embedding names) are not implemented here — they are tokenized as text.
+ * such as {@code (a:1.2.3)} is taken literally rather than rejected. ComfyUI's {@code embedding:name} textual
+ * inversion references and A1111's bare embedding names are rewritten to the loaded embedding's tokens before this
+ * parser runs ({@link EmbeddingReferences}); this class itself sees them as plain text.
  * ComfyUI also pads and weights differently (it interpolates towards the empty prompt's encoding rather than
  * scaling), so only the parse, not {@link #applyEmphasis}, carries over.
  *
