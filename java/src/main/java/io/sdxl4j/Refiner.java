@@ -31,8 +31,7 @@ public final class Refiner implements AutoCloseable {
     }
 
     public static Refiner load(Path folder, PipelineOptions options) {
-        Sdxl4j.load();
-        return new Refiner(SdxlEngine.load(folder, options, true, null));
+        return open(ModelSource.of(folder), options);
     }
 
     /**
@@ -40,13 +39,17 @@ public final class Refiner implements AutoCloseable {
      * configFolder} (a diffusers folder) or, when null, the bundled SDXL 1.0 configs for the type the keys show.
      */
     public static Refiner fromSingleFile(Path file, Path configFolder, PipelineOptions options) {
-        Sdxl4j.load();
-        return new Refiner(SdxlEngine.loadSingleFile(file, configFolder, options, true, null));
+        return open(new ModelSource.SingleFile(file, configFolder), options);
     }
 
     /** A local folder or a Hugging Face repo id found in the local hub cache. */
     public static Refiner fromPretrained(String pathOrRepoId, PipelineOptions options) {
-        return load(StableDiffusionXL.resolve(pathOrRepoId), options);
+        return open(ModelSource.fromPretrained(pathOrRepoId), options);
+    }
+
+    private static Refiner open(ModelSource source, PipelineOptions options) {
+        Sdxl4j.load();
+        return new Refiner(SdxlEngine.open(source, options, true, null));
     }
 
     public GenerationResult generate(GenerationRequest request) {
@@ -85,22 +88,23 @@ public final class Refiner implements AutoCloseable {
      *     NOT_FOUND if the file cannot be read
      */
     public TextualInversion loadTextualInversion(Path file, String token) {
-        return engine.loadTextualInversion(file, token);
+        engine.checkOpen();
+        return engine.embeddings.load(file, token);
     }
 
     /** Removes the embedding loaded as {@code token} (its tokens and rows); false if none was. */
     public boolean unloadTextualInversion(String token) {
-        return engine.unloadTextualInversion(token);
+        return engine.embeddings.unload(token);
     }
 
     /** Removes every loaded embedding. */
     public void unloadTextualInversions() {
-        engine.unloadTextualInversions();
+        engine.embeddings.unloadAll();
     }
 
     /** The loaded embeddings by token, in load order. */
     public java.util.Map<String, TextualInversion> textualInversions() {
-        return engine.textualInversions();
+        return engine.embeddings.byToken();
     }
 
     /**
@@ -109,12 +113,12 @@ public final class Refiner implements AutoCloseable {
      * loaded on first use as token {@code <NAME>}. Null: none.
      */
     public void setEmbeddingsDirectory(Path dir) {
-        engine.setEmbeddingsDirectory(dir);
+        engine.embeddings.setDirectory(dir);
     }
 
     /** The embeddings the request's prompts use, name to A1111 short hash (A1111's "TI hashes" infotext entry). */
     public java.util.Map<String, String> textualInversionHashes(GenerationRequest request) {
-        return engine.textualInversionHashes(request);
+        return engine.embeddings.hashes(request);
     }
 
     @Override
