@@ -71,6 +71,61 @@ public final class Refiner implements AutoCloseable {
         return engine.run(request, generator, recorder, null, recorder);
     }
 
+    // ---- LoRA
+
+    /**
+     * Loads a LoRA made for the refiner and fuses it into its UNet and text_encoder_2, as {@link
+     * StableDiffusionXL#loadLora(Path, double)} does for the base (kohya {@code lora_unet_} / {@code lora_te2_} or
+     * diffusers/PEFT {@code unet.} / {@code text_encoder_2.}; kohya's SGM UNet names are numbered for the refiner's
+     * four levels). The refiner has no text_encoder: modules for it ({@code lora_te1_}, {@code text_encoder.}) are
+     * refused, listed, unless lenient. A refiner loaded with {@link StableDiffusionXL#loadRefiner} uses the base's
+     * text_encoder_2, which takes the base's LoRAs: text_encoder_2 modules are then refused too unless lenient.
+     *
+     * @return the LoRA's name (the file name's stem); loading a file of the same name again replaces it
+     * @throws SdxlException BAD_MODEL_FILE for a file that is not a LoRA of a known format, has keys of no known
+     *     format, modules for a text encoder this refiner cannot take, or modules that match no weight of it (all
+     *     listed); nothing changes then
+     */
+    public String loadLora(Path file, double scale) {
+        return loadLora(file, scale, false);
+    }
+
+    /** As {@link #loadLora(Path, double)}; {@code lenient} skips keys and modules that match nothing here. */
+    public String loadLora(Path file, double scale, boolean lenient) {
+        return engine.loras.load(file, scale, lenient);
+    }
+
+    /** Changes the scale of a loaded LoRA (recomputes the weights it touches from their originals). */
+    public void setLoraScale(String name, double scale) {
+        engine.loras.setScale(name, scale);
+    }
+
+    /** Unloads one LoRA; the weights no loaded LoRA touches any more are the original ones again, bit for bit. */
+    public void unloadLora(String name) {
+        engine.loras.unload(name);
+    }
+
+    /** Unloads every LoRA: the original weights, bit for bit. */
+    public void unloadLoras() {
+        engine.loras.unloadAll();
+    }
+
+    /** The loaded LoRAs in load order: name -> scale. */
+    public java.util.LinkedHashMap<String, Double> loras() {
+        java.util.LinkedHashMap<String, Double> out = new java.util.LinkedHashMap<>();
+        engine.loras.entries().forEach(e -> out.put(e.name(), e.scale()));
+        return out;
+    }
+
+    /** As {@link StableDiffusionXL#loraHashes()}: A1111's {@code Lora hashes} of the loaded LoRAs, or null. */
+    public String loraHashes() {
+        return StableDiffusionXL.loraHashes(engine.loras);
+    }
+
+    SdxlEngine engine() {
+        return engine;
+    }
+
     // ---- textual inversion
 
     /**

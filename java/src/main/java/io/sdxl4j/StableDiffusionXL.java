@@ -158,7 +158,11 @@ public final class StableDiffusionXL implements AutoCloseable {
      * first 12 hex digits of the SHA-256 of each file's tensor data), or null when none is loaded.
      */
     public String loraHashes() {
-        var list = engine.loras.entries();
+        return loraHashes(engine.loras);
+    }
+
+    static String loraHashes(LoraOverlay loras) {
+        var list = loras.entries();
         if (list.isEmpty()) {
             return null;
         }
