@@ -358,8 +358,12 @@ class RefinerLoraTest {
         int[] pb = b.getRGB(0, 0, 64, 64, null, 0, 64);
         assertTrue(!java.util.Arrays.equals(pa, pb), "the refiner LoRA did not change the CLI's image");
         // --refiner-lora without a refiner is refused rather than ignored
-        assertTrue(cli(List.of("--model", baseFolder.toString(), "--steps", "2", "-W", "64", "-H", "64"),
-                "--refiner-lora", lora.toString(), "-o", dir.resolve("x.png").toString()) != 0);
+        java.io.StringWriter err = new java.io.StringWriter();
+        picocli.CommandLine cmd = new picocli.CommandLine(new io.sdxl4j.cli.Generate());
+        cmd.setErr(new java.io.PrintWriter(err));
+        assertTrue(cmd.execute("--model", baseFolder.toString(), "--refiner-lora", lora.toString(), "-o",
+                dir.resolve("x.png").toString()) != 0);
+        assertTrue(err.toString().contains("--refiner-lora is for the --refiner model"), err.toString());
     }
 
     private static int cli(List<String> common, String... more) {
