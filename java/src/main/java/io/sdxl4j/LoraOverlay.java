@@ -24,7 +24,7 @@ final class LoraOverlay implements AutoCloseable {
     LoraOverlay(SdxlEngine engine) {
         this.engine = engine;
         engine.unet.onLoad(this::applyTo);
-        for (SdxlEngine.Encoder e : engine.encoders) {
+        for (SdxlEngine.Encoder e : engine.parts.ownEncoders()) {  // a text encoder shared from the base is the base's
             String component = e.projection() ? "text_encoder_2" : "text_encoder";
             e.slot().onLoad(m -> applyTo(m, component));
         }
@@ -38,6 +38,12 @@ final class LoraOverlay implements AutoCloseable {
     synchronized String load(Path path, double scale, boolean lenient) {
         checkScale(scale);
         LoraFile file = LoraFile.open(path, lenient);
+        try {
+            checkComponents(file);
+        } catch (RuntimeException ex) {
+            file.close();
+            throw ex;
+        }
         List<Entry> next = new ArrayList<>();
         Entry replaced = null;
         for (Entry e : entries) {
@@ -94,6 +100,36 @@ final class LoraOverlay implements AutoCloseable {
                 + entries.stream().map(Entry::name).toList() + ")");
     }
 
+    /**
+     * Refuses (unless the file is lenient, which skips them) modules for a text encoder this pipeline cannot take:
+     * the refiner has no text_encoder, and one loaded with its base's text_encoder_2 leaves that encoder's LoRAs to
+     * the base. Without this they would be dropped silently, as no model of that component is ever fused.
+     */
+    private void checkComponents(LoraFile file) {
+        if (file.lenient()) {
+            return;
+        }
+        List<String> present = engine.encoders.stream().map(LoraOverlay::componentOf).toList();
+        List<String> own = engine.parts.ownEncoders().stream().map(LoraOverlay::componentOf).toList();
+        for (String component : file.components()) {
+            if (component.equals("unet") || own.contains(component)) {
+                continue;
+            }
+            String why = present.contains(component)
+                    ? "this refiner uses its base pipeline's " + component + " (loadRefiner), whose LoRAs are the base's: "
+                            + "load this LoRA into the base too, or load the refiner on its own (Refiner.load) to "
+                            + "give it its own " + component
+                    : "this pipeline has no " + component + " (the SDXL refiner has text_encoder_2 only)";
+            List<String> modules = LoraKeys.modules(file.path(), component);
+            throw new SdxlException(ErrorCode.BAD_MODEL_FILE, file.path() + ": " + modules.size() + " " + component
+                    + " LoRA module(s), but " + why + ": " + LoraKeys.listed(modules) + " (load leniently to skip them)");
+        }
+    }
+
+    private static String componentOf(SdxlEngine.Encoder e) {
+        return e.projection() ? "text_encoder_2" : "text_encoder";
+    }
+
     private static void checkScale(double scale) {
         if (!Double.isFinite(scale)) {
             throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "LoRA scale must be finite, got " + scale);
@@ -112,7 +148,7 @@ final class LoraOverlay implements AutoCloseable {
                 applyTo(u);
                 undo.add(() -> apply(u, null, previous));
             }
-            for (SdxlEngine.Encoder e : engine.encoders) {
+            for (SdxlEngine.Encoder e : engine.parts.ownEncoders()) {
                 ClipTextModel m = e.slot().ifLoaded();
                 if (m != null) {
                     String component = e.projection() ? "text_encoder_2" : "text_encoder";

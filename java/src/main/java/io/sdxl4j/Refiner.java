@@ -31,8 +31,7 @@ public final class Refiner implements AutoCloseable {
     }
 
     public static Refiner load(Path folder, PipelineOptions options) {
-        Sdxl4j.load();
-        return new Refiner(SdxlEngine.load(folder, options, true, null));
+        return open(ModelSource.of(folder), options);
     }
 
     /**
@@ -40,13 +39,17 @@ public final class Refiner implements AutoCloseable {
      * configFolder} (a diffusers folder) or, when null, the bundled SDXL 1.0 configs for the type the keys show.
      */
     public static Refiner fromSingleFile(Path file, Path configFolder, PipelineOptions options) {
-        Sdxl4j.load();
-        return new Refiner(SdxlEngine.loadSingleFile(file, configFolder, options, true, null));
+        return open(new ModelSource.SingleFile(file, configFolder), options);
     }
 
     /** A local folder or a Hugging Face repo id found in the local hub cache. */
     public static Refiner fromPretrained(String pathOrRepoId, PipelineOptions options) {
-        return load(StableDiffusionXL.resolve(pathOrRepoId), options);
+        return open(ModelSource.fromPretrained(pathOrRepoId), options);
+    }
+
+    private static Refiner open(ModelSource source, PipelineOptions options) {
+        Sdxl4j.load();
+        return new Refiner(SdxlEngine.open(source, options, true, null));
     }
 
     public GenerationResult generate(GenerationRequest request) {
@@ -68,6 +71,61 @@ public final class Refiner implements AutoCloseable {
         return engine.run(request, generator, recorder, null, recorder);
     }
 
+    // ---- LoRA
+
+    /**
+     * Loads a LoRA made for the refiner and fuses it into its UNet and text_encoder_2, as {@link
+     * StableDiffusionXL#loadLora(Path, double)} does for the base (kohya {@code lora_unet_} / {@code lora_te2_} or
+     * diffusers/PEFT {@code unet.} / {@code text_encoder_2.}; kohya's SGM UNet names are numbered for the refiner's
+     * four levels). The refiner has no text_encoder: modules for it ({@code lora_te1_}, {@code text_encoder.}) are
+     * refused, listed, unless lenient. A refiner loaded with {@link StableDiffusionXL#loadRefiner} uses the base's
+     * text_encoder_2, which takes the base's LoRAs: text_encoder_2 modules are then refused too unless lenient.
+     *
+     * @return the LoRA's name (the file name's stem); loading a file of the same name again replaces it
+     * @throws SdxlException BAD_MODEL_FILE for a file that is not a LoRA of a known format, has keys of no known
+     *     format, modules for a text encoder this refiner cannot take, or modules that match no weight of it (all
+     *     listed); nothing changes then
+     */
+    public String loadLora(Path file, double scale) {
+        return loadLora(file, scale, false);
+    }
+
+    /** As {@link #loadLora(Path, double)}; {@code lenient} skips keys and modules that match nothing here. */
+    public String loadLora(Path file, double scale, boolean lenient) {
+        return engine.loras.load(file, scale, lenient);
+    }
+
+    /** Changes the scale of a loaded LoRA (recomputes the weights it touches from their originals). */
+    public void setLoraScale(String name, double scale) {
+        engine.loras.setScale(name, scale);
+    }
+
+    /** Unloads one LoRA; the weights no loaded LoRA touches any more are the original ones again, bit for bit. */
+    public void unloadLora(String name) {
+        engine.loras.unload(name);
+    }
+
+    /** Unloads every LoRA: the original weights, bit for bit. */
+    public void unloadLoras() {
+        engine.loras.unloadAll();
+    }
+
+    /** The loaded LoRAs in load order: name -> scale. */
+    public java.util.LinkedHashMap<String, Double> loras() {
+        java.util.LinkedHashMap<String, Double> out = new java.util.LinkedHashMap<>();
+        engine.loras.entries().forEach(e -> out.put(e.name(), e.scale()));
+        return out;
+    }
+
+    /** As {@link StableDiffusionXL#loraHashes()}: A1111's {@code Lora hashes} of the loaded LoRAs, or null. */
+    public String loraHashes() {
+        return StableDiffusionXL.loraHashes(engine.loras);
+    }
+
+    SdxlEngine engine() {
+        return engine;
+    }
+
     // ---- textual inversion
 
     /**
@@ -85,22 +143,23 @@ public final class Refiner implements AutoCloseable {
      *     NOT_FOUND if the file cannot be read
      */
     public TextualInversion loadTextualInversion(Path file, String token) {
-        return engine.loadTextualInversion(file, token);
+        engine.checkOpen();
+        return engine.embeddings.load(file, token);
     }
 
     /** Removes the embedding loaded as {@code token} (its tokens and rows); false if none was. */
     public boolean unloadTextualInversion(String token) {
-        return engine.unloadTextualInversion(token);
+        return engine.embeddings.unload(token);
     }
 
     /** Removes every loaded embedding. */
     public void unloadTextualInversions() {
-        engine.unloadTextualInversions();
+        engine.embeddings.unloadAll();
     }
 
     /** The loaded embeddings by token, in load order. */
     public java.util.Map<String, TextualInversion> textualInversions() {
-        return engine.textualInversions();
+        return engine.embeddings.byToken();
     }
 
     /**
@@ -109,12 +168,12 @@ public final class Refiner implements AutoCloseable {
      * loaded on first use as token {@code <NAME>}. Null: none.
      */
     public void setEmbeddingsDirectory(Path dir) {
-        engine.setEmbeddingsDirectory(dir);
+        engine.embeddings.setDirectory(dir);
     }
 
     /** The embeddings the request's prompts use, name to A1111 short hash (A1111's "TI hashes" infotext entry). */
     public java.util.Map<String, String> textualInversionHashes(GenerationRequest request) {
-        return engine.textualInversionHashes(request);
+        return engine.embeddings.hashes(request);
     }
 
     @Override

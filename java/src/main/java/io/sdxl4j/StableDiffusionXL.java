@@ -1,6 +1,5 @@
 package io.sdxl4j;
 
-import io.sdxl4j.models.HuggingFaceCache;
 import java.nio.file.Path;
 
 /**
@@ -31,8 +30,7 @@ public final class StableDiffusionXL implements AutoCloseable {
     }
 
     public static StableDiffusionXL load(Path folder, PipelineOptions options) {
-        Sdxl4j.load();
-        return new StableDiffusionXL(SdxlEngine.load(folder, options, false, null));
+        return open(ModelSource.of(folder), options);
     }
 
     /**
@@ -40,7 +38,7 @@ public final class StableDiffusionXL implements AutoCloseable {
      * -base-1.0") found in the local hub cache (nothing is downloaded).
      */
     public static StableDiffusionXL fromPretrained(String pathOrRepoId, PipelineOptions options) {
-        return load(resolve(pathOrRepoId), options);
+        return open(ModelSource.fromPretrained(pathOrRepoId), options);
     }
 
     /**
@@ -62,12 +60,12 @@ public final class StableDiffusionXL implements AutoCloseable {
      * taken from {@code configFolder}, a diffusers folder (diffusers' {@code config=}); null for the bundled ones.
      */
     public static StableDiffusionXL fromSingleFile(Path file, Path configFolder, PipelineOptions options) {
-        Sdxl4j.load();
-        return new StableDiffusionXL(SdxlEngine.loadSingleFile(file, configFolder, options, false, null));
+        return open(new ModelSource.SingleFile(file, configFolder), options);
     }
 
-    static Path resolve(String pathOrRepoId) {
-        return HuggingFaceCache.fromEnvironment().resolveModelArgument(pathOrRepoId, null);
+    private static StableDiffusionXL open(ModelSource source, PipelineOptions options) {
+        Sdxl4j.load();
+        return new StableDiffusionXL(SdxlEngine.open(source, options, false, null));
     }
 
     /** Generates with a fresh generator seeded from the request (a random seed when it has none). */
@@ -91,7 +89,7 @@ public final class StableDiffusionXL implements AutoCloseable {
      */
     public Refiner loadRefiner(Path refinerFolder, PipelineOptions options) {
         engine.checkOpen();
-        return new Refiner(SdxlEngine.load(refinerFolder, options, true, engine));
+        return new Refiner(SdxlEngine.open(ModelSource.of(refinerFolder), options, true, engine));
     }
 
     /** The folder this pipeline was loaded from (for a single-file checkpoint: the folder of its configs). */
@@ -160,7 +158,11 @@ public final class StableDiffusionXL implements AutoCloseable {
      * first 12 hex digits of the SHA-256 of each file's tensor data), or null when none is loaded.
      */
     public String loraHashes() {
-        var list = engine.loras.entries();
+        return loraHashes(engine.loras);
+    }
+
+    static String loraHashes(LoraOverlay loras) {
+        var list = loras.entries();
         if (list.isEmpty()) {
             return null;
         }
@@ -202,22 +204,23 @@ public final class StableDiffusionXL implements AutoCloseable {
      *     NOT_FOUND if the file cannot be read
      */
     public TextualInversion loadTextualInversion(Path file, String token) {
-        return engine.loadTextualInversion(file, token);
+        engine.checkOpen();
+        return engine.embeddings.load(file, token);
     }
 
     /** Removes the embedding loaded as {@code token} (its tokens and rows); false if none was. */
     public boolean unloadTextualInversion(String token) {
-        return engine.unloadTextualInversion(token);
+        return engine.embeddings.unload(token);
     }
 
     /** Removes every loaded embedding. */
     public void unloadTextualInversions() {
-        engine.unloadTextualInversions();
+        engine.embeddings.unloadAll();
     }
 
     /** The loaded embeddings by token, in load order. */
     public java.util.Map<String, TextualInversion> textualInversions() {
-        return engine.textualInversions();
+        return engine.embeddings.byToken();
     }
 
     /**
@@ -226,12 +229,12 @@ public final class StableDiffusionXL implements AutoCloseable {
      * loaded on first use as token {@code <NAME>}. Null: none.
      */
     public void setEmbeddingsDirectory(Path dir) {
-        engine.setEmbeddingsDirectory(dir);
+        engine.embeddings.setDirectory(dir);
     }
 
     /** The embeddings the request's prompts use, name to A1111 short hash (A1111's "TI hashes" infotext entry). */
     public java.util.Map<String, String> textualInversionHashes(GenerationRequest request) {
-        return engine.textualInversionHashes(request);
+        return engine.embeddings.hashes(request);
     }
 
     @Override

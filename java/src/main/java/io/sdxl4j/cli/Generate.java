@@ -132,8 +132,13 @@ public final class Generate implements Callable<Integer> {
             + "name as embedding:NAME (ComfyUI) or, with --syntax a1111, as the bare NAME (AUTOMATIC1111)")
     Path embeddingsDir;
 
-    @Option(names = "--lora", description = "LoRA to fuse into the base model: FILE or FILE:SCALE (default scale 1.0; kohya/A1111 or diffusers/PEFT .safetensors); repeatable")
+    @Option(names = "--lora", description = "LoRA to fuse into the model that generates (the base; with --init-image the "
+            + "image-to-image model): FILE or FILE:SCALE (default scale 1.0; kohya/A1111 or diffusers/PEFT .safetensors); repeatable")
     List<String> loraArgs = new ArrayList<>();
+    @Option(names = "--refiner-lora", paramLabel = "FILE[:SCALE]", description = "LoRA made for the --refiner model (its UNet "
+            + "and text_encoder_2); repeatable. Without --init-image the refiner uses the base's text_encoder_2, which keeps "
+            + "the base's LoRAs: text_encoder_2 modules are then refused unless --lora-lenient")
+    List<String> refinerLoraArgs = new ArrayList<>();
     @Option(names = "--lora-dir", description = "folder where A1111 prompt tags <lora:NAME:WEIGHT> find NAME.safetensors (searched recursively)")
     Path loraDir;
     @Option(names = "--lora-lenient", description = "skip LoRA keys and modules that match nothing instead of refusing the file")
@@ -146,6 +151,10 @@ public final class Generate implements Callable<Integer> {
         Sdxl4j.load();
         if (threads != null) {
             Sdxl4j.setNumThreads(threads);
+        }
+        if (!refinerLoraArgs.isEmpty() && refiner == null) {
+            throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "--refiner-lora is for the --refiner model; give --refiner "
+                    + "(or use --lora for the model that generates)");
         }
         Path modelPath = resolveModel();
         PipelineOptions options = new PipelineOptions(variant, device(device), dtype(dtype), watermark, cpuOffload,
@@ -168,6 +177,14 @@ public final class Generate implements Callable<Integer> {
                 GenerationRequest r = withoutSize(request).toBuilder().image(image).strength(strength).aestheticScore(aestheticScore)
                         .negativeAestheticScore(negativeAestheticScore).build();
                 try (Refiner pipe = openRefiner(img2imgModel, options)) {
+                    loadLoras(pipe::loadLora, loraArgs, true);
+                    if (refiner != null) {
+                        loadLoras(pipe::loadLora, refinerLoraArgs, false);
+                    }
+                    loraHashes = pipe.loraHashes();
+                    if (loraHashes != null) {
+                        err.println("LoRAs: " + pipe.loras());
+                    }
                     embeddings(pipe::loadTextualInversion, pipe::setEmbeddingsDirectory);
                     result = pipe.generate(r, g, progress("img2img"), cancel);
                     tiHashes = pipe.textualInversionHashes(r);
@@ -175,6 +192,11 @@ public final class Generate implements Callable<Integer> {
             } else if (refiner != null) {
                 try (StableDiffusionXL base = openBase(modelPath, options);
                      Refiner ref = base.loadRefiner(resolve(refiner), options)) {
+                    loadLoras(ref::loadLora, refinerLoraArgs, false);
+                    if (ref.loraHashes() != null) {
+                        loraHashes = loraHashes == null ? ref.loraHashes() : loraHashes + ", " + ref.loraHashes();
+                        err.println("Refiner LoRAs: " + ref.loras());
+                    }
                     embeddings(base::loadTextualInversion, base::setEmbeddingsDirectory);
                     embeddings(ref::loadTextualInversion, ref::setEmbeddingsDirectory);
                     GenerationResult latents = base.generate(request.toBuilder().denoisingEnd(highNoiseFrac)
@@ -342,13 +364,7 @@ public final class Generate implements Callable<Integer> {
         StableDiffusionXL base = Files.isRegularFile(model) ? StableDiffusionXL.fromSingleFile(model, config, options)
                 : StableDiffusionXL.load(model, options);
         try {
-            for (String arg : loraArgs) {
-                Object[] fs = loraArg(arg);
-                base.loadLora((Path) fs[0], (Double) fs[1], loraLenient);
-            }
-            for (LoraTags.Tag t : promptTags) {
-                base.loadLora(findLora(t.name()), t.weight(), loraLenient);
-            }
+            loadLoras(base::loadLora, loraArgs, true);
             loraHashes = base.loraHashes();
             if (loraHashes != null) {
                 err.println("LoRAs: " + base.loras());
@@ -358,6 +374,24 @@ public final class Generate implements Callable<Integer> {
             throw e;
         }
         return base;
+    }
+
+    /** loadLora of either pipeline. */
+    private interface LoraTarget {
+        String loadLora(Path file, double scale, boolean lenient);
+    }
+
+    /** FILE[:SCALE] arguments, and with {@code promptTags} the prompt's {@code <lora:NAME:WEIGHT>} tags, fused into a pipeline. */
+    private void loadLoras(LoraTarget target, List<String> args, boolean withPromptTags) {
+        for (String arg : args) {
+            Object[] fs = loraArg(arg);
+            target.loadLora((Path) fs[0], (Double) fs[1], loraLenient);
+        }
+        if (withPromptTags) {
+            for (LoraTags.Tag t : promptTags) {
+                target.loadLora(findLora(t.name()), t.weight(), loraLenient);
+            }
+        }
     }
 
     /** FILE or FILE:SCALE (a trailing ":number"; anything else is part of the file name). */
