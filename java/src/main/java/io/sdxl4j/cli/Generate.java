@@ -9,6 +9,7 @@ import io.sdxl4j.GenerationRequest;
 import io.sdxl4j.GenerationResult;
 import io.sdxl4j.Generator;
 import io.sdxl4j.ImageInput;
+import io.sdxl4j.LoraMode;
 import io.sdxl4j.PipelineOptions;
 import io.sdxl4j.PromptSyntax;
 import io.sdxl4j.Refiner;
@@ -132,12 +133,14 @@ public final class Generate implements Callable<Integer> {
             + "name as embedding:NAME (ComfyUI) or, with --syntax a1111, as the bare NAME (AUTOMATIC1111)")
     Path embeddingsDir;
 
-    @Option(names = "--lora", description = "LoRA to fuse into the base model: FILE or FILE:SCALE (default scale 1.0; kohya/A1111 or diffusers/PEFT .safetensors); repeatable")
+    @Option(names = "--lora", description = "LoRA to apply to the base model: FILE or FILE:SCALE (default scale 1.0; kohya/A1111, LyCORIS LoHa/LoKr or diffusers/PEFT .safetensors); repeatable")
     List<String> loraArgs = new ArrayList<>();
     @Option(names = "--lora-dir", description = "folder where A1111 prompt tags <lora:NAME:WEIGHT> find NAME.safetensors (searched recursively)")
     Path loraDir;
     @Option(names = "--lora-lenient", description = "skip LoRA keys and modules that match nothing instead of refusing the file")
     boolean loraLenient;
+    @Option(names = "--lora-mode", paramLabel = "fused|unfused", description = "fused into the weights (default: no cost per step) or unfused (applied at run time beside the unchanged weights)")
+    String loraMode = "fused";
 
     private final PrintStream err = System.err;
 
@@ -342,12 +345,13 @@ public final class Generate implements Callable<Integer> {
         StableDiffusionXL base = Files.isRegularFile(model) ? StableDiffusionXL.fromSingleFile(model, config, options)
                 : StableDiffusionXL.load(model, options);
         try {
+            LoraMode mode = LoraMode.fromName(loraMode);
             for (String arg : loraArgs) {
                 Object[] fs = loraArg(arg);
-                base.loadLora((Path) fs[0], (Double) fs[1], loraLenient);
+                base.loadLora((Path) fs[0], (Double) fs[1], mode, loraLenient);
             }
             for (LoraTags.Tag t : promptTags) {
-                base.loadLora(findLora(t.name()), t.weight(), loraLenient);
+                base.loadLora(findLora(t.name()), t.weight(), mode, loraLenient);
             }
             loraHashes = base.loraHashes();
             if (loraHashes != null) {
