@@ -5,6 +5,7 @@
 // the Java tests (LoraReferenceTest, EmulatedCudaLoraTest).
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -140,7 +141,7 @@ std::string peft_file() {
 
 // kohya names, LyCORIS kinds: LoHa on a linear, Tucker LoHa on a 3x3 conv, LoKr (w1 full, w2 split) on a 3x3 conv,
 // LoKr with both factors full on a linear, LoKr (w1 split, Tucker w2) on a 3x3 conv.
-std::string lycoris_file() {
+std::vector<std::pair<std::string, Tensor>> lycoris_tensors() {
     std::vector<std::pair<std::string, Tensor>> t;
     uint64_t seed = 300;
     auto add = [&](const std::string& module, const std::string& part, const Shape& s) {
@@ -162,8 +163,10 @@ std::string lycoris_file() {
     const std::string lokr_t = "up_blocks.1.resnets.0.conv2";  // [16, 16, 3, 3]
     add(lokr_t, "lokr_w1_a", {4, 1}), add(lokr_t, "lokr_w1_b", {1, 4}), add(lokr_t, "lokr_t2", {1, 1, 3, 3});
     add(lokr_t, "lokr_w2_a", {1, 4}), add(lokr_t, "lokr_w2_b", {1, 4});
-    return write_safetensors("lycoris.safetensors", t);
+    return t;
 }
+
+std::string lycoris_file() { return write_safetensors("lycoris.safetensors", lycoris_tensors()); }
 
 models::LoraStack stack(const std::vector<std::pair<std::string, double>>& files, bool fused) {
     models::LoraStack s;
@@ -331,4 +334,68 @@ SDXL_TEST(lora_lycoris_refusals) {
     const auto f = models::LoraFile::open(path, true);
     CHECK(f->modules().size() == 1 && f->ignored().size() == 1 && f->ignored()[0] == m + ".dora_scale");
     std::remove(path.c_str());
+}
+
+// 300 mutated LyCORIS files (factors reshaped with the same data, emptied, dropped, renamed, alphas of other shapes)
+// loaded fused and unfused: an sdxl::Error or a result, never a crash, and a refused file changes nothing.
+SDXL_TEST(lora_lycoris_mutations_never_crash) {
+    const models::UNet2DConditionModel u(tiny4(), nn::WeightBuilder(nn::random_source(7, 1.0f)));
+    const Step in = step(31);
+    const Tensor base = run(u, in);
+    const auto original = lycoris_tensors();
+    uint64_t state = 12345;
+    auto next = [&](uint64_t n) {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        return (state >> 33) % n;
+    };
+    int refused = 0, applied = 0;
+    for (int i = 0; i < 300; ++i) {
+        auto t = original;
+        const size_t idx = size_t(next(t.size()));
+        std::string& name = t[idx].first;
+        Tensor& tensor = t[idx].second;
+        const Shape s = tensor.shape();
+        switch (next(6)) {
+            case 0:  // the same values in another 2-D shape (a divisor of numel as rows)
+                for (int64_t r = 1 + int64_t(next(uint64_t(tensor.numel()))); r <= tensor.numel(); ++r)
+                    if (tensor.numel() % r == 0) {
+                        tensor = tensor.contiguous().view({r, tensor.numel() / r});
+                        break;
+                    }
+                break;
+            case 1:  // dims reversed (4-D and 2-D alike)
+                tensor = tensor.contiguous().view(Shape(s.rbegin(), s.rend()));
+                break;
+            case 2:  // emptied: a zero dim
+                tensor = Tensor::empty({0, s.empty() ? 1 : s.back()}, DType::F32);
+                break;
+            case 3:  // dropped
+                t.erase(t.begin() + std::ptrdiff_t(idx));
+                break;
+            case 4:  // a part renamed to another part's name of the same or the other kind
+                name = name.substr(0, name.rfind('.')) + (next(2) ? ".lokr_w2" : ".hada_t1");
+                break;
+            default:  // a flattened 1-D or 3-D version
+                tensor = next(2) ? tensor.contiguous().view({tensor.numel()}) : tensor.contiguous().view({1, 1, tensor.numel()});
+                break;
+        }
+        // Duplicate names (a rename onto an existing part) are a bad header; keep the first.
+        std::vector<std::pair<std::string, Tensor>> unique;
+        for (const auto& e : t)
+            if (std::none_of(unique.begin(), unique.end(), [&](const auto& f) { return f.first == e.first; }))
+                unique.push_back(e);
+        const std::string path = write_safetensors("mutated.safetensors", unique);
+        try {
+            CHECK(u.set_loras({{models::LoraFile::open(path, i % 4 == 0), 0.7, i % 2 == 0}}).size() < 100);
+            ++applied;
+            CHECK(u.set_loras({}).empty());
+        } catch (const Error& e) {
+            ++refused;
+            CHECK_MSG(e.code() == ErrorCode::BAD_MODEL_FILE, e.what());
+        }
+        std::remove(path.c_str());
+    }
+    std::printf("mutated LyCORIS files: %d refused, %d applied\n", refused, applied);
+    CHECK(refused > 100);
+    CHECK_MSG(same_bits(run(u, in), base), "after the mutated files the model must be as before");
 }

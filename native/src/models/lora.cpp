@@ -404,7 +404,8 @@ std::shared_ptr<const LoraFile> LoraFile::open(const std::string& path, bool len
             }
             std::string why;
             for (const Tensor* t : {&m.w1a, &m.w1b, &m.w2a, &m.w2b, &m.t1, &m.t2, &m.w1, &m.w2})
-                if (t->defined() && t->dim() < 2) why = "a factor of shape " + shape_str(t->shape()) + " is not a matrix";
+                if (t->defined() && (t->dim() < 2 || t->numel() == 0))
+                    why = "a factor of shape " + shape_str(t->shape()) + " is not a non-empty matrix";
             if (why.empty()) why = lycoris_shapes(m, has_alpha, alpha);
             if (!why.empty()) {
                 errors.push_back(module + " (" + kind_name(m.kind) + "): " + why);
