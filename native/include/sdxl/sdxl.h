@@ -149,9 +149,10 @@ private:
 };
 
 // A LoRA file: kohya / AUTOMATIC1111 (lora_unet_ / lora_te1_ / lora_te2_, .lora_down / .lora_up / .alpha, UNet names in
-// the SGM or the diffusers-path style, LoCon convs) or diffusers / PEFT (unet. / text_encoder. / text_encoder_2.,
-// .lora_A / .lora_B). open() parses and checks it (BAD_MODEL_FILE listing what is wrong; keys of no known LoRA
-// format too, unless lenient, which skips them); the models' set_loras() fuse it into their weights.
+// the SGM or the diffusers-path style, LoCon convs; LyCORIS LoHa .hada_* and LoKr .lokr_* under the same names) or
+// diffusers / PEFT (unet. / text_encoder. / text_encoder_2., .lora_A / .lora_B). open() parses and checks it
+// (BAD_MODEL_FILE listing what is wrong; keys of no known LoRA format too, naming LyCORIS kinds that are not
+// supported such as OFT/BOFT or DoRA, unless lenient, which skips them); the models' set_loras() apply it.
 class LoraFile {
 public:
     LoraFile(const LoraFile& other);
@@ -173,14 +174,15 @@ private:
     void* impl_;  // std::shared_ptr<const sdxl::models::LoraFile>*
 };
 
-// An ordered list of (LoRA, scale): what set_loras() fuses.
+// An ordered list of (LoRA, scale, mode): what set_loras() applies. fused: into the weights (diffusers' fuse_lora);
+// otherwise as run-time adapters beside the unchanged weights (PEFT's unfused forward: quick to rescale or remove).
 class LoraList {
 public:
     LoraList();
     LoraList(const LoraList& other);
     ~LoraList();
     LoraList& operator=(const LoraList& other);
-    void add(const LoraFile& lora, double scale);
+    void add(const LoraFile& lora, double scale, bool fused = true);
     int64_t size() const;
 
 private:
@@ -246,10 +248,11 @@ public:
     // embedding token above <|endoftext|> (as transformers does).
     TensorList forward_added(const Tensor& input_ids, const Tensor& attention_mask,
                              const Tensor& added_token_embeddings) const;
-    // Fuses `loras` into the weights (diffusers' fuse_lora), replacing the set fused before (an empty list restores
-    // the original weights exactly). component: "text_encoder" or "text_encoder_2" (which modules of the files
-    // apply). BAD_MODEL_FILE listing modules that match no weight (nothing is changed then); a lenient file's
-    // unmatched modules are skipped and returned. Not while the model runs.
+    // Applies `loras`, replacing the set applied before: fused entries into the weights (diffusers' fuse_lora; a
+    // weight no fused LoRA touches any more gets its exact original values back), unfused ones as run-time adapters
+    // of the layers (the weights untouched). component: "text_encoder" or "text_encoder_2" (which modules of the
+    // files apply). BAD_MODEL_FILE listing modules that match no weight (nothing is changed then); a lenient file's
+    // unmatched modules are skipped and returned. Waits for a forward pass that is running.
     std::vector<std::string> set_loras(const LoraList& loras, const std::string& component) const;
     // A copy of the weight the model computes with under a diffusers key, as F32 on the CPU.
     Tensor weight(const std::string& key) const;
@@ -281,7 +284,8 @@ public:
     // turns it off, =1 on for F32 too). Shared by every handle of this model. No effect on the CPU.
     void set_cuda_graphs(bool enabled) const;
     bool cuda_graphs() const;
-    // As ClipTextModel::set_loras for the files' "unet" modules (kohya's SGM names numbered from this config).
+    // As ClipTextModel::set_loras for the files' "unet" modules (kohya's SGM names numbered from this config). A
+    // generation's cross-attention keys/values and CUDA graphs made before a change are not reused after it.
     std::vector<std::string> set_loras(const LoraList& loras) const;
     Tensor weight(const std::string& key) const;
 

@@ -12,6 +12,7 @@ namespace sdxl::models {
 class UNet2DConditionModel;
 class SgmCheckpoint;
 class LoraFile;
+struct LoraEntry;
 }
 namespace sdxl::schedulers {
 class Scheduler;
@@ -29,7 +30,7 @@ struct HandleAccess {
     static std::shared_ptr<schedulers::Scheduler> scheduler(const Scheduler& handle);
     static std::shared_ptr<models::SgmCheckpoint> checkpoint(const SingleFileCheckpoint& handle);
     static std::shared_ptr<const models::LoraFile> lora(const LoraFile& handle);
-    using LoraEntries = std::vector<std::pair<std::shared_ptr<const models::LoraFile>, double>>;
+    using LoraEntries = std::vector<models::LoraEntry>;
     static const LoraEntries& loras(const LoraList& handle);
 };
 

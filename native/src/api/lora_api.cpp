@@ -57,8 +57,8 @@ LoraList& LoraList::operator=(const LoraList& other) {
     *static_cast<Entries*>(impl_) = *static_cast<Entries*>(other.impl_);
     return *this;
 }
-void LoraList::add(const LoraFile& lora, double scale) {
-    static_cast<Entries*>(impl_)->emplace_back(HandleAccess::lora(lora), scale);
+void LoraList::add(const LoraFile& lora, double scale, bool fused) {
+    static_cast<Entries*>(impl_)->push_back(models::LoraEntry{HandleAccess::lora(lora), scale, fused});
 }
 int64_t LoraList::size() const { return int64_t(static_cast<Entries*>(impl_)->size()); }
 

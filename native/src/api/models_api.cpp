@@ -203,8 +203,7 @@ Tensor weight_copy(const nn::WeightTable& table, const std::string& key) {
 }  // namespace
 
 std::vector<std::string> UNetModel::set_loras(const LoraList& loras) const {
-    const auto& model = get<models::UNet2DConditionModel>(impl_);
-    return models::fuse_loras(*model.weight_table(), "unet", &model.config(), HandleAccess::loras(loras));
+    return get<models::UNet2DConditionModel>(impl_).set_loras(HandleAccess::loras(loras));
 }
 
 Tensor UNetModel::weight(const std::string& key) const {
@@ -215,8 +214,7 @@ std::vector<std::string> ClipTextModel::set_loras(const LoraList& loras, const s
     if (component != "text_encoder" && component != "text_encoder_2")
         fail(sdxl::ErrorCode::INVALID_ARGUMENT, "set_loras: component must be text_encoder or text_encoder_2, got '",
              component, "'");
-    return models::fuse_loras(*get<models::ClipTextModel>(impl_).weight_table(), component, nullptr,
-                              HandleAccess::loras(loras));
+    return get<models::ClipTextModel>(impl_).set_loras(HandleAccess::loras(loras), component);
 }
 
 Tensor ClipTextModel::weight(const std::string& key) const {

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <shared_mutex>
 #include <string>
 
 #include "nn/layers.h"
@@ -159,6 +160,7 @@ const nn::Placement& ClipTextModel::placement() const { return impl_->placement;
 
 ClipTextOutput ClipTextModel::forward(const Tensor& input_ids, const Tensor& attention_mask,
                                       const Tensor& added_token_embeddings) const {
+    std::shared_lock<std::shared_mutex> running(weight_table_->run_mutex);  // LoRA changes wait (set_loras)
     const Impl& m = *impl_;
     const api::ClipTextConfig& c = m.config;
     SDXL_CHECK(input_ids.defined(), "ClipTextModel: input_ids is undefined");
@@ -209,6 +211,11 @@ ClipTextOutput ClipTextModel::forward(const Tensor& input_ids, const Tensor& att
     pooled = pooled.to(m.placement.dtype).to(m.placement.device);        // [B, C]
     out.pooled = c.with_projection ? m.text_projection(pooled) : pooled;  // [B, projection_dim] or [B, C]
     return out;
+}
+
+std::vector<std::string> ClipTextModel::set_loras(const LoraStack& loras, const std::string& component) const {
+    std::unique_lock<std::shared_mutex> exclusive(weight_table_->run_mutex);
+    return apply_loras(*weight_table_, component, nullptr, loras).skipped;
 }
 
 }  // namespace sdxl::models

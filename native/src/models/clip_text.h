@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "models/lora.h"
 #include "nn/weights.h"
 #include "sdxl/configs.h"
 
@@ -37,6 +38,9 @@ public:
     const api::ClipTextConfig& config() const;
     // The weights it computes with, by diffusers key (LoRA overlays update them in place).
     const std::shared_ptr<nn::WeightTable>& weight_table() const { return weight_table_; }
+    // Makes `loras` the set applied (models/lora.h; component "text_encoder" or "text_encoder_2": which modules of
+    // the files apply), waiting for a running forward pass. Returns the skipped modules of lenient files.
+    std::vector<std::string> set_loras(const LoraStack& loras, const std::string& component) const;
     // Where the weights live and the dtype the model computes in; inputs must be on that device and dtype.
     const nn::Placement& placement() const;
 

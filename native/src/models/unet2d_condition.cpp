@@ -13,6 +13,7 @@
 #include "models/unet2d_condition.h"
 
 #include <cmath>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -284,6 +285,13 @@ UNet2DConditionModel::UNet2DConditionModel(const api::UNetConfig& config, const 
     m.graphs = std::make_unique<UNetGraphRunner>(m.placement.device, m.placement.dtype);
 }
 
+std::vector<std::string> UNet2DConditionModel::set_loras(const LoraStack& loras) const {
+    std::unique_lock<std::shared_mutex> exclusive(weight_table_->run_mutex);
+    LoraApplied applied = apply_loras(*weight_table_, "unet", &impl_->config, loras);
+    if (applied.adapters_changed) impl_->graphs->clear();
+    return applied.skipped;
+}
+
 void UNet2DConditionModel::set_cuda_graphs(bool enabled) const { impl_->graphs->set_enabled(enabled); }
 bool UNet2DConditionModel::cuda_graphs() const { return impl_->graphs->enabled(); }
 UNetGraphRunner& UNet2DConditionModel::graph_runner() const { return *impl_->graphs; }
@@ -294,7 +302,10 @@ const api::UNetConfig& UNet2DConditionModel::config() const { return impl_->conf
 Tensor UNet2DConditionModel::forward(const Tensor& sample, const Tensor& timestep, const Tensor& encoder_hidden_states,
                                      const Tensor& text_embeds, const Tensor& time_ids,
                                      nn::CrossAttentionCache* cross_cache) const {
+    std::shared_lock<std::shared_mutex> running(weight_table_->run_mutex);  // LoRA changes wait (set_loras)
     const Impl& m = *impl_;
+    // Keys/values projected before a LoRA change are stale (to_k / to_v changed).
+    if (cross_cache) cross_cache->bind_weights(weight_table_->version.load());
     // Under CUDA graphs the cross-attention keys/values are not reused across steps: a captured graph would keep
     // reading the cache's buffers of the generation it was captured in (its 0.8% of the step's FLOPs are
     // recomputed inside the graph instead).

@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "core/tensor.h"
+#include "models/lora.h"
 #include "nn/blocks.h"
 #include "nn/weights.h"
 #include "sdxl/configs.h"
@@ -32,6 +33,10 @@ public:
     const api::UNetConfig& config() const;
     // The weights it computes with, by diffusers key (LoRA overlays update them in place).
     const std::shared_ptr<nn::WeightTable>& weight_table() const { return weight_table_; }
+    // Makes `loras` the set applied (models/lora.h), waiting for a running forward pass; drops the CUDA graphs when
+    // run-time adapters changed (a captured step would keep the old ones). Returns the skipped modules of lenient
+    // files.
+    std::vector<std::string> set_loras(const LoraStack& loras) const;
     // Where the weights live and the dtype the model computes in; inputs must be on that device and dtype.
     const nn::Placement& placement() const;
     // CUDA graphs per input shape (unet_graph.h): on by default for CUDA F16/BF16 (SDXL4J_CUDA_GRAPHS).

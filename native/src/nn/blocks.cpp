@@ -91,6 +91,9 @@ Attention::Attention(const WeightBuilder& vb, int64_t query_dim, int64_t context
     if (context_dim <= 0 && (vb.placement().device == Device::CUDA || profile::dry_run())) {
         qkv_w_ = ops::concat({to_q_.weight(), to_k_.weight(), to_v_.weight()}, 0);  // [3 * inner, query_dim]
         if (bias) qkv_b_ = ops::concat({to_q_.bias(), to_k_.bias(), to_v_.bias()}, 0);  // [3 * inner]
+        qkv_slots_[0] = to_q_.adapter_slot();
+        qkv_slots_[1] = to_k_.adapter_slot();
+        qkv_slots_[2] = to_v_.adapter_slot();
         to_q_ = to_k_ = to_v_ = Linear();  // the device memory of the separate weights is released
         // Overlays (LoRA) update the rows of the fused weight in place.
         vb.pp("to_q").publish("weight", qkv_w_.narrow(0, 0, inner));
@@ -130,7 +133,16 @@ Tensor Attention::operator()(const Tensor& x, const Tensor& context, const Tenso
     const int64_t N = x.shape()[0], L = x.shape()[1], Lc = ctx.shape()[1];
     Tensor q, k, v;
     if (fused_qkv_ && !context.defined()) {
-        const Tensor qkv = ops::linear(x, qkv_w_, qkv_b_).view({N, L, 3, heads_, head_dim_});  // [N, L, 3, H, D]
+        Tensor adapters;  // [N, L, 3 * inner] or undefined: the q/k/v adapters' outputs side by side
+        const Adapter* a[3] = {qkv_slots_[0]->get(), qkv_slots_[1]->get(), qkv_slots_[2]->get()};
+        if (a[0] || a[1] || a[2]) {
+            std::vector<Tensor> parts;
+            for (const Adapter* p : a)
+                parts.push_back(p ? linear_adapter(*p, x, Tensor())
+                                  : Tensor::zeros({N, L, heads_ * head_dim_}, x.dtype(), x.device()));
+            adapters = ops::concat(parts, 2);
+        }
+        const Tensor qkv = ops::linear(x, qkv_w_, qkv_b_, adapters).view({N, L, 3, heads_, head_dim_});  // [N, L, 3, H, D]
         const Tensor heads_first = qkv.permute({2, 0, 3, 1, 4});                             // [3, N, H, L, D]
         q = select(heads_first, 0, 0);  // [N, H, L, D] strided views into the one GEMM's output
         k = select(heads_first, 0, 1);

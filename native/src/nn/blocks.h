@@ -16,7 +16,8 @@ class Attention;
 // does not change between steps, so each cross-attention projects it once (to_k, to_v) and every later step
 // reuses the result (SDXL base at 1024 px: 70 blocks x 2 GEMMs per step saved). Owned by whoever runs the
 // sequence of forward passes (pipeline/denoise_loop); bound to the context tensor it was filled from: a
-// different tensor (other storage, offset or shape) empties it first. Not thread-safe: one loop, one cache.
+// different tensor (other storage, offset or shape) empties it first, and to the weights' overlay version
+// (bind_weights: a LoRA loaded, rescaled or unloaded since changes to_k/to_v). Not thread-safe: one loop, one cache.
 class CrossAttentionCache {
 public:
     struct KV {
@@ -32,6 +33,11 @@ public:
     }
     size_t size() const { return entries_.size(); }
     void clear() { entries_.clear(); }
+    // Empties the cache when `version` (WeightTable::version of the model it serves) differs from the last one seen.
+    void bind_weights(uint64_t version) {
+        if (version != weights_version_) entries_.clear();
+        weights_version_ = version;
+    }
 
 private:
     void bind(const Tensor& context);
@@ -39,6 +45,7 @@ private:
     const void* storage_ = nullptr;
     int64_t offset_ = -1;
     Shape shape_;
+    uint64_t weights_version_ = 0;
 };
 
 // ResnetBlock2D (time_embedding_norm "default", silu, output_scale_factor 1):
@@ -77,7 +84,10 @@ private:
     Linear to_q_, to_k_, to_v_, to_out_;
     // Self-attention on CUDA: to_q, to_k, to_v as one [3 * inner, query_dim] weight, one GEMM reading x once
     // (to_q_/to_k_/to_v_ are then empty). The cpu keeps three GEMMs: its results stay bit for bit the same.
+    // Run-time adapters of to_q/to_k/to_v (their slots kept here) are computed apart and added in the fused GEMM's
+    // epilogue, side by side ([N, L, 3 * inner], zeros for a projection without one).
     Tensor qkv_w_, qkv_b_;
+    std::shared_ptr<AdapterSlot> qkv_slots_[3];
     bool fused_qkv_ = false;
     int64_t heads_ = 1, head_dim_ = 1;
 };

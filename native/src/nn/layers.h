@@ -7,7 +7,18 @@
 
 namespace sdxl::nn {
 
-// torch.nn.Linear: weight [out, in], bias [out] (optional).
+// The run-time adapters' part of a layer's output (see Adapter), plus `residual` (undefined: none), summed in the
+// adapters' GEMM / convolution epilogues: up(down(x)) + dense(x) + residual.
+// Linear: x [..., in] -> [..., out]; conv: x [N, in, H, W] -> [N, out, H', W'] (down and dense with the layer's
+// stride and padding, up 1x1).
+Tensor linear_adapter(const Adapter& a, const Tensor& x, const Tensor& residual);
+Tensor conv_adapter(const Adapter& a, const Tensor& x, int stride, int padding, const Tensor& residual);
+
+// A slot no overlay sets: what default-constructed layers point at, so that a layer's forward checks one pointer.
+const std::shared_ptr<AdapterSlot>& unattached_slot();
+
+// torch.nn.Linear: weight [out, in], bias [out] (optional). Run-time adapters (AdapterSlot) add their part in the
+// GEMM's epilogue.
 class Linear {
 public:
     Linear() = default;
@@ -19,13 +30,16 @@ public:
     const Tensor& weight() const { return w_; }  // [out, in]
     const Tensor& bias() const { return b_; }    // [out] or undefined
     int64_t out_features() const { return out_; }
+    const std::shared_ptr<AdapterSlot>& adapter_slot() const { return slot_; }
 
 private:
     Tensor w_, b_;
     int64_t in_ = 0, out_ = 0;
+    std::shared_ptr<AdapterSlot> slot_ = unattached_slot();
 };
 
-// torch.nn.Conv2d with square kernel, symmetric padding: weight [out, in, k, k], bias [out].
+// torch.nn.Conv2d with square kernel, symmetric padding: weight [out, in, k, k], bias [out]. Run-time adapters as
+// Linear's, as the convolution's residual.
 class Conv2d {
 public:
     Conv2d() = default;
@@ -39,6 +53,7 @@ public:
 private:
     Tensor w_, b_;
     int stride_ = 1, padding_ = 0;
+    std::shared_ptr<AdapterSlot> slot_ = unattached_slot();
 };
 
 // torch.nn.GroupNorm(groups, channels, eps, affine=True): weight [C], bias [C].

@@ -198,6 +198,24 @@ Tensor WeightTable::find(const std::string& key) const {
     return Tensor::from_storage(std::move(s), it->second.offset, it->second.shape, it->second.strides, it->second.dtype);
 }
 
+std::shared_ptr<AdapterSlot> WeightTable::slot(const std::string& module) {
+    std::lock_guard<std::mutex> g(mutex_);
+    auto& s = slots_[module];
+    if (!s) s = std::make_shared<AdapterSlot>();
+    return s;
+}
+
+std::shared_ptr<AdapterSlot> WeightTable::find_slot(const std::string& module) const {
+    std::lock_guard<std::mutex> g(mutex_);
+    auto it = slots_.find(module);
+    return it == slots_.end() ? nullptr : it->second;
+}
+
+std::vector<std::pair<std::string, std::shared_ptr<AdapterSlot>>> WeightTable::slots() const {
+    std::lock_guard<std::mutex> g(mutex_);
+    return {slots_.begin(), slots_.end()};
+}
+
 std::vector<std::string> WeightTable::keys() const {
     std::lock_guard<std::mutex> g(mutex_);
     std::vector<std::string> out;

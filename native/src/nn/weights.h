@@ -4,11 +4,13 @@
 // check_all_used() reports tensors the model did not take. Every error names the full key.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <set>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -46,6 +48,27 @@ struct Placement {
     DType dtype = DType::F32;
 };
 
+// Run-time (unfused) adapters of one Linear or Conv2d (models/lora.h): the layer computes
+//   y = W x + b + up(down(x)) + dense(x)
+// with the low-rank adapters stacked into one pair (down [R, in(, kh, kw)] with the layer's stride and padding,
+// up [out, R(, 1, 1)], each adapter's scale folded into its columns of up) and the full-rank ones (LoHa, LoKr: their
+// scaled deltas summed) in dense [out, in(, kh, kw)]. Either part may be undefined. The layer's device and dtype.
+struct Adapter {
+    Tensor down, up, dense;
+};
+
+// Where a layer finds its adapters. Every Linear and Conv2d registers one in its model's WeightTable under its module
+// key; overlays set it; the layer's forward checks get() for null, its only cost when nothing is attached. Set only
+// while the model does not run (WeightTable::run_mutex).
+class AdapterSlot {
+public:
+    const Adapter* get() const { return adapter_.get(); }
+    void set(std::shared_ptr<const Adapter> adapter) { adapter_ = std::move(adapter); }
+
+private:
+    std::shared_ptr<const Adapter> adapter_;
+};
+
 // The tensors a model computes with, by diffusers key (every get() is recorded here), so that overlays (LoRA
 // fusing) can find and update a weight in place after the model is built. Entries hold the storage weakly: a
 // tensor the model dropped (e.g. CUDA's separate to_q/to_k/to_v once fused into one q/k/v weight) disappears,
@@ -57,9 +80,20 @@ public:
     Tensor find(const std::string& key) const;
     std::vector<std::string> keys() const;
 
+    // The adapter slot of the layer under `module` ("down_blocks.0.resnets.0.conv1"), made on first use (by the
+    // layer's constructor); find_slot: null when the module has no layer.
+    std::shared_ptr<AdapterSlot> slot(const std::string& module);
+    std::shared_ptr<AdapterSlot> find_slot(const std::string& module) const;
+    std::vector<std::pair<std::string, std::shared_ptr<AdapterSlot>>> slots() const;
+
     // Overlay state kept with the weights it changes (see models/lora.h); guarded by overlay_mutex.
     std::mutex overlay_mutex;
     std::map<std::string, Tensor> originals;  // key -> exact copy (host, the weight's dtype) of a touched weight
+    // Forward passes hold it shared, overlay changes exclusively: a change waits for a running step to finish.
+    mutable std::shared_mutex run_mutex;
+    // Counts overlay changes, so that what was computed from the weights (cross-attention keys/values kept across
+    // steps) can tell it is stale.
+    std::atomic<uint64_t> version{0};
 
 private:
     struct Entry {
@@ -70,6 +104,7 @@ private:
     };
     mutable std::mutex mutex_;
     std::map<std::string, Entry> entries_;
+    std::map<std::string, std::shared_ptr<AdapterSlot>> slots_;
 };
 
 class WeightBuilder {
@@ -95,6 +130,8 @@ public:
 
     // Records `t` as the tensor the model computes with for `name` (under this prefix) in table().
     void publish(const std::string& name, const Tensor& t) const;
+    // The adapter slot of the layer at this prefix (WeightTable::slot).
+    std::shared_ptr<AdapterSlot> adapter_slot() const { return shared_->table->slot(prefix_); }
     const std::shared_ptr<WeightTable>& table() const { return shared_->table; }
 
     // BAD_MODEL_FILE listing (some of) the source's keys under `prefix` that no get() took.

@@ -8,15 +8,17 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * The LoRAs fused into one pipeline's UNet and text encoders (diffusers' load_lora_weights + fuse_lora). The native
- * models keep an exact copy of every weight a LoRA touches, so each change (load, unload, new scale) recomputes only
- * those weights from their originals and an empty set restores them bit for bit. The scale applies to the UNet and
- * both text encoders, as diffusers 0.31's {@code cross_attention_kwargs={"scale": s}} / {@code set_adapters} do.
- * Offloaded models get the current set when they are loaded again.
+ * The LoRAs applied to one pipeline's UNet and text encoders (diffusers' load_lora_weights, + fuse_lora for
+ * {@link LoraMode#FUSED}). Fused: the native models keep an exact copy of every weight a fused LoRA touches, so each
+ * change (load, unload, new scale) recomputes only those weights from their originals and an empty set restores them
+ * bit for bit. Unfused: the layers a LoRA touches get run-time adapters beside their unchanged weights; a change
+ * rebuilds only those small adapters. The scale applies to the UNet and both text encoders, as diffusers 0.31's
+ * {@code cross_attention_kwargs={"scale": s}} / {@code set_adapters} do. Offloaded models get the current set when
+ * they are loaded again.
  */
 final class LoraOverlay implements AutoCloseable {
-    /** A LoRA fused into the pipeline: its A1111 name (the file name's stem), file and scale. */
-    record Entry(String name, LoraFile file, double scale) {}
+    /** A LoRA applied to the pipeline: its A1111 name (the file name's stem), file, scale and mode. */
+    record Entry(String name, LoraFile file, double scale, LoraMode mode) {}
 
     private final SdxlEngine engine;
     private List<Entry> entries = List.of();
@@ -35,8 +37,11 @@ final class LoraOverlay implements AutoCloseable {
     }
 
     /** Adds a LoRA (a file already loaded under the same name is replaced). Returns its name. */
-    synchronized String load(Path path, double scale, boolean lenient) {
+    synchronized String load(Path path, double scale, boolean lenient, LoraMode mode) {
         checkScale(scale);
+        if (mode == null) {
+            throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "LoRA mode is null (FUSED or UNFUSED)");
+        }
         LoraFile file = LoraFile.open(path, lenient);
         try {
             checkComponents(file);
@@ -53,7 +58,7 @@ final class LoraOverlay implements AutoCloseable {
                 next.add(e);
             }
         }
-        next.add(new Entry(file.name(), file, scale));
+        next.add(new Entry(file.name(), file, scale, mode));
         try {
             set(next);
         } catch (RuntimeException ex) {
@@ -70,7 +75,7 @@ final class LoraOverlay implements AutoCloseable {
         checkScale(scale);
         List<Entry> next = new ArrayList<>();
         for (Entry e : entries) {
-            next.add(e.name().equals(name) ? new Entry(e.name(), e.file(), scale) : e);
+            next.add(e.name().equals(name) ? new Entry(e.name(), e.file(), scale, e.mode()) : e);
         }
         require(name);
         set(next);
@@ -136,7 +141,7 @@ final class LoraOverlay implements AutoCloseable {
         }
     }
 
-    /** Fuses `next` into every loaded model; on an error the models that took it get the previous set back. */
+    /** Applies `next` to every loaded model; on an error the models that took it get the previous set back. */
     private void set(List<Entry> next) {
         engine.checkOpen();
         List<Entry> previous = entries;
@@ -178,12 +183,13 @@ final class LoraOverlay implements AutoCloseable {
     }
 
     private static void apply(UNet2DConditionModel u, ClipTextModel unused, List<Entry> list) {
-        u.setLoras(list.stream().map(Entry::file).toList(), list.stream().mapToDouble(Entry::scale).toArray());
+        u.setLoras(list.stream().map(Entry::file).toList(), list.stream().mapToDouble(Entry::scale).toArray(),
+                list.stream().map(Entry::mode).toList());
     }
 
     private static void apply(UNet2DConditionModel unused, ClipTextModel m, String component, List<Entry> list) {
         m.setLoras(list.stream().map(Entry::file).toList(), list.stream().mapToDouble(Entry::scale).toArray(),
-                component);
+                list.stream().map(Entry::mode).toList(), component);
     }
 
     @Override

@@ -92,7 +92,20 @@ public final class Refiner implements AutoCloseable {
 
     /** As {@link #loadLora(Path, double)}; {@code lenient} skips keys and modules that match nothing here. */
     public String loadLora(Path file, double scale, boolean lenient) {
-        return engine.loras.load(file, scale, lenient);
+        return loadLora(file, scale, LoraMode.FUSED, lenient);
+    }
+
+    /**
+     * As {@link #loadLora(Path, double)}, fused or {@link LoraMode#UNFUSED unfused} (applied at run time beside the
+     * weights, as {@link StableDiffusionXL#loadLora(Path, double, LoraMode)}).
+     */
+    public String loadLora(Path file, double scale, LoraMode mode) {
+        return loadLora(file, scale, mode, false);
+    }
+
+    /** As {@link #loadLora(Path, double, LoraMode)}; {@code lenient} skips keys and modules that match nothing here. */
+    public String loadLora(Path file, double scale, LoraMode mode, boolean lenient) {
+        return engine.loras.load(file, scale, lenient, mode);
     }
 
     /** Changes the scale of a loaded LoRA (recomputes the weights it touches from their originals). */

@@ -114,8 +114,9 @@ public final class StableDiffusionXL implements AutoCloseable {
      * Loads a LoRA and fuses it into the UNet and both text encoders (diffusers' {@code load_lora_weights} +
      * {@code fuse_lora}; {@code scale} as {@code cross_attention_kwargs={"scale": s}} in diffusers 0.31, which also
      * scales the text encoders' LoRA). Several LoRAs may be loaded, each with its own scale. Formats: kohya /
-     * AUTOMATIC1111 (SGM or diffusers-style UNet names, LoCon convs, {@code .alpha}) and diffusers / PEFT. Only the
-     * weights a LoRA touches are copied (to restore them exactly on unload). Not while a generation runs.
+     * AUTOMATIC1111 (SGM or diffusers-style UNet names, LoCon convs, {@code .alpha}), LyCORIS LoHa / LoKr, and
+     * diffusers / PEFT. Only the weights a LoRA touches are copied (to restore them exactly on unload). A change made
+     * while a generation runs waits for the step in progress and applies from the next one.
      *
      * @return the LoRA's name (the file name's stem, as in A1111's {@code <lora:name:weight>}); loading a file of
      *     the same name again replaces it
@@ -123,20 +124,43 @@ public final class StableDiffusionXL implements AutoCloseable {
      *     format (all listed) or modules that match no weight of this pipeline (listed); nothing changes then
      */
     public String loadLora(Path file, double scale) {
-        return loadLora(file, scale, false);
+        return loadLora(file, scale, LoraMode.FUSED, false);
     }
 
     /** As {@link #loadLora(Path, double)}; {@code lenient} skips keys and modules that match nothing. */
     public String loadLora(Path file, double scale, boolean lenient) {
-        return engine.loras.load(file, scale, lenient);
+        return loadLora(file, scale, LoraMode.FUSED, lenient);
     }
 
-    /** Changes the scale of a loaded LoRA (recomputes the weights it touches from their originals). */
+    /**
+     * As {@link #loadLora(Path, double)}, fused or {@link LoraMode#UNFUSED unfused} (applied at run time beside the
+     * unchanged weights: quick to rescale, swap or unload, a few small GEMMs more per step).
+     */
+    public String loadLora(Path file, double scale, LoraMode mode) {
+        return loadLora(file, scale, mode, false);
+    }
+
+    /** As {@link #loadLora(Path, double, LoraMode)}; {@code lenient} skips keys and modules that match nothing. */
+    public String loadLora(Path file, double scale, LoraMode mode, boolean lenient) {
+        return engine.loras.load(file, scale, lenient, mode);
+    }
+
+    /** The mode a loaded LoRA was loaded in. */
+    public LoraMode loraMode(String name) {
+        return engine.loras.entries().stream().filter(e -> e.name().equals(name)).findFirst()
+                .map(LoraOverlay.Entry::mode)
+                .orElseThrow(() -> new SdxlException(ErrorCode.NOT_FOUND, "no LoRA named '" + name + "' is loaded"));
+    }
+
+    /**
+     * Changes the scale of a loaded LoRA (fused: recomputes the weights it touches from their originals; unfused:
+     * rebuilds its small adapters).
+     */
     public void setLoraScale(String name, double scale) {
         engine.loras.setScale(name, scale);
     }
 
-    /** Unloads one LoRA; the weights no loaded LoRA touches any more are the original ones again, bit for bit. */
+    /** Unloads one LoRA; the weights no fused LoRA touches any more are the original ones again, bit for bit. */
     public void unloadLora(String name) {
         engine.loras.unload(name);
     }

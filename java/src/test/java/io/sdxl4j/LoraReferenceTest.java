@@ -31,17 +31,22 @@ import org.junit.jupiter.api.TestFactory;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * Every case of cases/lora through the public API (diffusers 0.31 + peft 0.13.2 {@code load_lora_weights}):
+ * Every case of cases/lora through the public API (diffusers 0.31 + peft 0.13.2 {@code load_lora_weights}), each in
+ * both {@link LoraMode}s:
  *
  * <ul>
  *   <li>pipeline cases (kohya SGM names, kohya diffusers-style names, PEFT; scale 1 and 0.5): {@link
  *       StableDiffusionXL#loadLora} on tiny-sdxl-base, compared as {@link PipelineReferenceTest} does (timesteps
  *       exact, every step's latents and the image within 1e-3, step-0 conditioning within 1e-4: the scale reaches
  *       both text encoders);</li>
- *   <li>{@code fused_*} records: the fused weights vs diffusers' {@code fuse_lora()} ({@code fused_*}) and the
- *       formula ({@code expected_formula_*}) within 1e-5, and the fused image;</li>
+ *   <li>{@code fused_*} records: fused, the weights vs diffusers' {@code fuse_lora()} ({@code fused_*}) and the
+ *       formula ({@code expected_formula_*}) within 1e-5; unfused, the weights bit for bit unchanged; in both the
+ *       fused image;</li>
+ *   <li>unfused vs fused generations agree within 4e-5 (measured 1.3e-5; several LoRAs, scales, mixed modes);
+ *       unloading unfused LoRAs gives the no-LoRA output bit for bit;</li>
  *   <li>kohya SGM vs diffusers-style names give bit-identical weights; unloading restores every weight bit for bit;
- *       300 mutated LoRA files give SdxlException (never a crash) and leave the weights untouched.</li>
+ *       300 mutated LoRA files (fused or unfused) give SdxlException (never a crash) and leave the weights
+ *       untouched.</li>
  * </ul>
  */
 class LoraReferenceTest {
@@ -81,25 +86,27 @@ class LoraReferenceTest {
     Stream<DynamicTest> everyCase() {
         List<JsonNode> cases = ReferenceData.cases("lora");
         assertEquals(8, cases.size(), "lora cases");
-        return cases.stream().map(c -> DynamicTest.dynamicTest(c.get("name").asText(), () -> {
-            StableDiffusionXL pipe = pipeline();
-            try {
-                if (c.get("name").asText().startsWith("fused_")) {
-                    fused(c, pipe);
-                } else {
-                    generation(c, pipe);
-                }
-            } finally {
-                pipe.unloadLoras();
-            }
-        }));
+        return Stream.of(LoraMode.values()).flatMap(mode -> cases.stream().map(c -> DynamicTest.dynamicTest(
+                c.get("name").asText() + " [" + mode.cliName() + "]", () -> {
+                    StableDiffusionXL pipe = pipeline();
+                    try {
+                        if (c.get("name").asText().startsWith("fused_")) {
+                            fused(c, pipe, mode);
+                        } else {
+                            generation(c, pipe, mode);
+                        }
+                    } finally {
+                        pipe.unloadLoras();
+                    }
+                })));
     }
 
-    private static void generation(JsonNode c, StableDiffusionXL pipe) {
+    static void generation(JsonNode c, StableDiffusionXL pipe, LoraMode mode) {
         JsonNode p = c.get("params");
         Path file = ReferenceData.caseFile("lora", c);
-        String name = pipe.loadLora(loraFile(p.get("lora_file").asText()), p.get("lora_scale").asDouble());
+        String name = pipe.loadLora(loraFile(p.get("lora_file").asText()), p.get("lora_scale").asDouble(), mode);
         assertEquals(Map.of(name, p.get("lora_scale").asDouble()), pipe.loras());
+        assertEquals(mode, pipe.loraMode(name));
         try (SafetensorsFile f = SafetensorsFile.open(file)) {
             run(c, p, f, file, pipe);
         }
@@ -122,7 +129,7 @@ class LoraReferenceTest {
         PipelineReferenceTest.compare(c, f, file, "", r, rec);
     }
 
-    private static float[] weight(StableDiffusionXL pipe, String component, String key) {
+    static float[] weight(StableDiffusionXL pipe, String component, String key) {
         SdxlEngine e = pipe.engine();
         if (component.equals("unet")) {
             try (Tensor t = e.unet.get().weight(key)) {
@@ -140,27 +147,32 @@ class LoraReferenceTest {
         throw new IllegalArgumentException(component);
     }
 
-    private static void fused(JsonNode c, StableDiffusionXL pipe) {
+    static void fused(JsonNode c, StableDiffusionXL pipe, LoraMode mode) {
         JsonNode p = c.get("params");
         Path file = ReferenceData.caseFile("lora", c);
-        pipe.loadLora(loraFile(p.get("lora_file").asText()), 1.0);
         try (SafetensorsFile f = SafetensorsFile.open(file)) {
-            int checked = 0;
+            List<String[]> keys = new ArrayList<>();  // (component, key, record name)
             for (String t : f.names()) {
-                if (!t.startsWith("fused_")) {
+                if (t.startsWith("fused_")) {
+                    String full = t.substring("fused_".length());
+                    int dot = full.indexOf('.');
+                    keys.add(new String[] {full.substring(0, dot), full.substring(dot + 1), full});
+                }
+            }
+            assertEquals(4, keys.size(), "fused tensors");
+            Map<String, float[]> before = snapshot(pipe, keys);
+            pipe.loadLora(loraFile(p.get("lora_file").asText()), 1.0, mode);
+            for (String[] k : keys) {
+                float[] ours = weight(pipe, k[0], k[1]);
+                if (mode == LoraMode.UNFUSED) {  // run-time adapters: the weights stay the originals
+                    assertBitIdentical(Map.of(k[2], before.get(k[0] + ":" + k[1])), Map.of(k[2], ours), "unfused");
                     continue;
                 }
-                String full = t.substring("fused_".length());
-                int dot = full.indexOf('.');
-                String component = full.substring(0, dot);
-                float[] ours = weight(pipe, component, full.substring(dot + 1));
-                double dFused = ReferenceData.maxAbsDiff(ours, PipelineReferenceTest.floats(f, t));
-                double dFormula = ReferenceData.maxAbsDiff(ours, PipelineReferenceTest.floats(f, "expected_formula_" + full));
-                System.out.printf("%s %s: vs fuse_lora %.3g, vs formula %.3g%n", c.get("name").asText(), full, dFused, dFormula);
-                assertTrue(dFused <= WEIGHT_ATOL && dFormula <= WEIGHT_ATOL, full + ": " + dFused + ", " + dFormula);
-                checked++;
+                double dFused = ReferenceData.maxAbsDiff(ours, PipelineReferenceTest.floats(f, "fused_" + k[2]));
+                double dFormula = ReferenceData.maxAbsDiff(ours, PipelineReferenceTest.floats(f, "expected_formula_" + k[2]));
+                System.out.printf("%s %s: vs fuse_lora %.3g, vs formula %.3g%n", c.get("name").asText(), k[2], dFused, dFormula);
+                assertTrue(dFused <= WEIGHT_ATOL && dFormula <= WEIGHT_ATOL, k[2] + ": " + dFused + ", " + dFormula);
             }
-            assertEquals(4, checked, "fused tensors");
             // The fused pipeline's image (diffusers: fuse_lora, then unload_lora_weights).
             JsonNode call = p.get("fused_image_call");
             GenerationRequest.Builder b = PipelineReferenceTest.request(call.get("call_kwargs"), f)
@@ -170,7 +182,7 @@ class LoraReferenceTest {
                 r = pipe.generate(b.build(), g, null, null);
             }
             double di = ReferenceData.maxAbsDiff(r.pixels(), PipelineReferenceTest.floats(f, "out_image_fused"));
-            System.out.printf("%s: fused image %.3g%n", c.get("name").asText(), di);
+            System.out.printf("%s [%s]: fused image %.3g%n", c.get("name").asText(), mode.cliName(), di);
             assertTrue(di <= IMAGE_ATOL, "fused image differs by " + di);
         }
     }
@@ -251,6 +263,61 @@ class LoraReferenceTest {
         assertBitIdentical(before, snapshot(pipe, keys), "after unloading");
         SdxlException e = assertThrows(SdxlException.class, () -> pipe.unloadLora("nothing"));
         assertEquals(ErrorCode.NOT_FOUND, e.code());
+    }
+
+    /** The latents of the first pipeline case's request (4 Euler steps, 64x64, guided) with the loaded LoRAs. */
+    private static float[] latents(StableDiffusionXL pipe) throws Exception {
+        JsonNode c = ReferenceData.cases("lora").get(0);
+        JsonNode p = c.get("params");
+        try (SafetensorsFile f = SafetensorsFile.open(ReferenceData.caseFile("lora", c));
+             Generator g = Generator.seeded(p.get("seed").asLong())) {
+            GenerationRequest.Builder b = PipelineReferenceTest.request(p.get("call_kwargs"), f)
+                    .scheduler(SchedulerKind.fromName(p.get("scheduler_class").asText())).output(GenerationRequest.Output.LATENT);
+            return pipe.generate(b.build(), g, null, null).latents();
+        }
+    }
+
+    @Test
+    void unfusedAgreesWithFusedAndSwapsExactly() throws Exception {
+        StableDiffusionXL pipe = pipeline();
+        List<String[]> keys = new ArrayList<>(touched("kohya_sgm"));
+        keys.addAll(touched("peft"));
+        Map<String, float[]> weights = snapshot(pipe, keys);
+        float[] none = latents(pipe);
+        Path kohya = loraFile("kohya_sgm_fp16.lora.safetensors"), peft = loraFile("peft_fp32.lora.safetensors");
+        try {
+            double worst = 0;
+            for (double[] s : new double[][] {{1.0, 0.0}, {0.8, 0.6}, {-0.5, 1.3}}) {
+                pipe.unloadLoras();
+                pipe.loadLora(kohya, s[0], LoraMode.FUSED);
+                pipe.loadLora(peft, s[1], LoraMode.FUSED);
+                float[] fused = latents(pipe);
+                pipe.unloadLoras();
+                String a = pipe.loadLora(kohya, 0.1, LoraMode.UNFUSED);
+                String b = pipe.loadLora(peft, s[1], LoraMode.UNFUSED);
+                pipe.setLoraScale(a, s[0]);  // a new scale: only the adapters change
+                assertBitIdentical(weights, snapshot(pipe, keys), "unfused LoRAs must not touch the weights");
+                float[] unfused = latents(pipe);
+                double d = ReferenceData.maxAbsDiff(unfused, fused);
+                double effect = ReferenceData.maxAbsDiff(fused, none);
+                System.out.printf("unfused vs fused, scales %s: latents %.3g (the LoRAs move them by %.3g)%n",
+                        java.util.Arrays.toString(s), d, effect);
+                assertTrue(d <= 4e-5, "unfused vs fused latents differ by " + d);
+                assertTrue(effect > 1e-2, "the LoRAs must change the latents: " + effect);
+                worst = Math.max(worst, d);
+                // Mixed: one fused, one unfused.
+                pipe.unloadLora(a);
+                pipe.loadLora(kohya, s[0], LoraMode.FUSED);
+                double dm = ReferenceData.maxAbsDiff(latents(pipe), fused);
+                assertTrue(dm <= 4e-5, "mixed modes vs fused: " + dm);
+            }
+            System.out.printf("unfused vs fused: worst %.3g%n", worst);
+            pipe.unloadLoras();
+            assertBitIdentical(weights, snapshot(pipe, keys), "after unloading");
+            assertArrayEquals(none, latents(pipe), 0.0f, "no LoRA after unfused ones: the plain output bit for bit");
+        } finally {
+            pipe.unloadLoras();
+        }
     }
 
     @Test
@@ -378,7 +445,7 @@ class LoraReferenceTest {
             Path f = dir.resolve("m" + i + ".safetensors");
             Files.write(f, m.getValue());
             try {
-                pipe.loadLora(f, 0.9, i % 5 == 0);
+                pipe.loadLora(f, 0.9, i % 3 == 0 ? LoraMode.UNFUSED : LoraMode.FUSED, i % 5 == 0);
                 loaded++;  // e.g. BF16 for F16, flipped bits in a float, or a lenient file
                 pipe.unloadLoras();
             } catch (SdxlException e) {
@@ -397,14 +464,25 @@ class LoraReferenceTest {
     }
 
     @Test
-    void cliFusesLorasFromOptionsAndPromptTags(@TempDir Path dir) throws Exception {
-        Path out = dir.resolve("x.png");
+    void cliAppliesLorasFromOptionsAndPromptTags(@TempDir Path dir) throws Exception {
+        for (String mode : new String[] {"fused", "unfused"}) {
+            cliRun(dir, mode);
+        }
+        int rc = new picocli.CommandLine(new io.sdxl4j.cli.Generate()).execute("--model",
+                root().resolve("models/tiny-sdxl-base").toString(), "--lora", loraFile("peft_fp32.lora.safetensors")
+                        .toString(), "--lora-mode", "sideways", "-p", "a cat", "--steps", "1", "-W", "64", "-H", "64",
+                "-o", dir.resolve("y.png").toString());
+        assertTrue(rc != 0, "an unknown --lora-mode must be refused");
+    }
+
+    private static void cliRun(Path dir, String mode) throws Exception {
+        Path out = dir.resolve(mode + ".png");
         int rc = new picocli.CommandLine(new io.sdxl4j.cli.Generate()).execute("--model",
                 root().resolve("models/tiny-sdxl-base").toString(), "--lora",
                 loraFile("peft_fp32.lora.safetensors") + ":0.5", "--lora-dir", root().resolve("cases/lora").toString(),
-                "-p", "a cat <lora:kohya_sgm_fp16.lora:0.7>", "--steps", "2", "-W", "64", "-H", "64", "--seed", "1",
-                "--no-watermark", "-o", out.toString());
-        assertEquals(0, rc);
+                "--lora-mode", mode, "-p", "a cat <lora:kohya_sgm_fp16.lora:0.7>", "--steps", "2", "-W", "64", "-H",
+                "64", "--seed", "1", "--no-watermark", "-o", out.toString());
+        assertEquals(0, rc, mode);
         String png = new String(Files.readAllBytes(out), StandardCharsets.ISO_8859_1);
         assertTrue(png.contains("a cat <lora:kohya_sgm_fp16.lora:0.7>"), "the prompt as written");
         try (io.sdxl4j.models.LoraFile a = io.sdxl4j.models.LoraFile.open(loraFile("peft_fp32.lora.safetensors"), false);

@@ -9,6 +9,7 @@ import io.sdxl4j.GenerationRequest;
 import io.sdxl4j.GenerationResult;
 import io.sdxl4j.Generator;
 import io.sdxl4j.ImageInput;
+import io.sdxl4j.LoraMode;
 import io.sdxl4j.PipelineOptions;
 import io.sdxl4j.PromptSyntax;
 import io.sdxl4j.Refiner;
@@ -132,8 +133,9 @@ public final class Generate implements Callable<Integer> {
             + "name as embedding:NAME (ComfyUI) or, with --syntax a1111, as the bare NAME (AUTOMATIC1111)")
     Path embeddingsDir;
 
-    @Option(names = "--lora", description = "LoRA to fuse into the model that generates (the base; with --init-image the "
-            + "image-to-image model): FILE or FILE:SCALE (default scale 1.0; kohya/A1111 or diffusers/PEFT .safetensors); repeatable")
+    @Option(names = "--lora", description = "LoRA for the model that generates (the base; with --init-image the "
+            + "image-to-image model): FILE or FILE:SCALE (default scale 1.0; kohya/A1111, LyCORIS LoHa/LoKr or diffusers/PEFT "
+            + ".safetensors); repeatable; fused unless --lora-mode unfused")
     List<String> loraArgs = new ArrayList<>();
     @Option(names = "--refiner-lora", paramLabel = "FILE[:SCALE]", description = "LoRA made for the --refiner model (its UNet "
             + "and text_encoder_2); repeatable. Without --init-image the refiner uses the base's text_encoder_2, which keeps "
@@ -143,6 +145,8 @@ public final class Generate implements Callable<Integer> {
     Path loraDir;
     @Option(names = "--lora-lenient", description = "skip LoRA keys and modules that match nothing instead of refusing the file")
     boolean loraLenient;
+    @Option(names = "--lora-mode", paramLabel = "fused|unfused", description = "fused into the weights (default: no cost per step) or unfused (applied at run time beside the unchanged weights)")
+    String loraMode = "fused";
 
     private final PrintStream err = System.err;
 
@@ -378,18 +382,19 @@ public final class Generate implements Callable<Integer> {
 
     /** loadLora of either pipeline. */
     private interface LoraTarget {
-        String loadLora(Path file, double scale, boolean lenient);
+        String loadLora(Path file, double scale, LoraMode mode, boolean lenient);
     }
 
     /** FILE[:SCALE] arguments, and with {@code promptTags} the prompt's {@code <lora:NAME:WEIGHT>} tags, fused into a pipeline. */
     private void loadLoras(LoraTarget target, List<String> args, boolean withPromptTags) {
+        LoraMode mode = LoraMode.fromName(loraMode);
         for (String arg : args) {
             Object[] fs = loraArg(arg);
-            target.loadLora((Path) fs[0], (Double) fs[1], loraLenient);
+            target.loadLora((Path) fs[0], (Double) fs[1], mode, loraLenient);
         }
         if (withPromptTags) {
             for (LoraTags.Tag t : promptTags) {
-                target.loadLora(findLora(t.name()), t.weight(), loraLenient);
+                target.loadLora(findLora(t.name()), t.weight(), mode, loraLenient);
             }
         }
     }

@@ -142,11 +142,17 @@ public final class ClipTextModel implements AutoCloseable {
      * CLIP-L, "text_encoder_2" for OpenCLIP-G).
      */
     public List<String> setLoras(List<LoraFile> loras, double[] scales, String component) {
+        return setLoras(loras, scales, LoraFile.allFused(loras.size()), component);
+    }
+
+    /** As {@link UNet2DConditionModel#setLoras(List, double[], List)} for the modules of {@code component}. */
+    public List<String> setLoras(List<LoraFile> loras, double[] scales, List<io.sdxl4j.LoraMode> modes,
+            String component) {
         if (handle == null) {
             throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "ClipTextModel is closed");
         }
         return Native.call(() -> {
-            try (io.sdxl4j.nat.NativeLoraList l = LoraFile.toNative(loras, scales)) {
+            try (io.sdxl4j.nat.NativeLoraList l = LoraFile.toNative(loras, scales, modes)) {
                 return LoraFile.strings(handle.set_loras(l, component));
             }
         });

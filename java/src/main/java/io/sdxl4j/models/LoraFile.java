@@ -1,6 +1,7 @@
 package io.sdxl4j.models;
 
 import io.sdxl4j.ErrorCode;
+import io.sdxl4j.LoraMode;
 import io.sdxl4j.SdxlException;
 import io.sdxl4j.Sdxl4j;
 import io.sdxl4j.internal.Native;
@@ -23,8 +24,9 @@ import java.util.List;
 /**
  * A LoRA file, parsed and checked by the native core: kohya / AUTOMATIC1111 ({@code lora_unet_}, {@code lora_te1_},
  * {@code lora_te2_} with {@code .lora_down/.lora_up/.alpha}; UNet names in the SGM numbering or the diffusers-path
- * style; LoCon convs) or diffusers / PEFT ({@code unet.}, {@code text_encoder.}, {@code text_encoder_2.} with
- * {@code .lora_A/.lora_B}). Models fuse it with {@code setLoras}; pipelines with {@code loadLora}.
+ * style; LoCon convs; LyCORIS LoHa {@code .hada_*} and LoKr {@code .lokr_*} under the same names) or diffusers / PEFT
+ * ({@code unet.}, {@code text_encoder.}, {@code text_encoder_2.} with {@code .lora_A/.lora_B}). Models apply it with
+ * {@code setLoras}; pipelines with {@code loadLora}.
  */
 public final class LoraFile implements AutoCloseable {
     private NativeLoraFile handle;
@@ -118,16 +120,21 @@ public final class LoraFile implements AutoCloseable {
         return handle;
     }
 
-    /** The native (file, scale) list for the models' set_loras. The caller closes it. */
-    static NativeLoraList toNative(List<LoraFile> loras, double[] scales) {
-        if (loras.size() != scales.length) {
-            throw new SdxlException(ErrorCode.INVALID_ARGUMENT, loras.size() + " LoRAs but " + scales.length + " scales");
+    /** The native (file, scale, mode) list for the models' set_loras. The caller closes it. */
+    static NativeLoraList toNative(List<LoraFile> loras, double[] scales, List<LoraMode> modes) {
+        if (loras.size() != scales.length || loras.size() != modes.size()) {
+            throw new SdxlException(ErrorCode.INVALID_ARGUMENT, loras.size() + " LoRAs but " + scales.length
+                    + " scales and " + modes.size() + " modes");
         }
         NativeLoraList list = new NativeLoraList();
         for (int i = 0; i < scales.length; i++) {
-            list.add(loras.get(i).handle(), scales[i]);
+            list.add(loras.get(i).handle(), scales[i], modes.get(i) != LoraMode.UNFUSED);
         }
         return list;
+    }
+
+    static List<LoraMode> allFused(int n) {
+        return java.util.Collections.nCopies(n, LoraMode.FUSED);
     }
 
     static List<String> strings(StringVector v) {

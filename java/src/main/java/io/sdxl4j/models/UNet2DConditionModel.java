@@ -145,15 +145,24 @@ public final class UNet2DConditionModel implements AutoCloseable {
     }
 
     /**
-     * Fuses {@code loras} with their {@code scales} into the weights (diffusers' fuse_lora), replacing the set fused
-     * before; an empty list restores the original weights exactly. Not while the model runs.
+     * Fuses {@code loras} with their {@code scales} into the weights (diffusers' fuse_lora), replacing the set applied
+     * before; an empty list restores the original weights exactly.
      *
      * @return the modules of lenient files that matched no weight (skipped)
      * @throws SdxlException BAD_MODEL_FILE listing modules that match no weight (nothing is changed then)
      */
     public List<String> setLoras(List<LoraFile> loras, double[] scales) {
+        return setLoras(loras, scales, LoraFile.allFused(loras.size()));
+    }
+
+    /**
+     * Applies {@code loras} with their {@code scales}, each fused into the weights or as run-time adapters beside them
+     * ({@link io.sdxl4j.LoraMode}), replacing the set applied before. Waits for a forward pass that is running; the
+     * keys/values a generation keeps across steps and CUDA graphs made before are not reused after.
+     */
+    public List<String> setLoras(List<LoraFile> loras, double[] scales, List<io.sdxl4j.LoraMode> modes) {
         return Native.call(() -> {
-            try (io.sdxl4j.nat.NativeLoraList l = LoraFile.toNative(loras, scales)) {
+            try (io.sdxl4j.nat.NativeLoraList l = LoraFile.toNative(loras, scales, modes)) {
                 return LoraFile.strings(handle().set_loras(l));
             }
         });
