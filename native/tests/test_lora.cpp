@@ -399,3 +399,43 @@ SDXL_TEST(lora_lycoris_mutations_never_crash) {
     CHECK(refused > 100);
     CHECK_MSG(same_bits(run(u, in), base), "after the mutated files the model must be as before");
 }
+
+// Weights that are views into a weight file's copy-on-write mapping keep no saved copy when a LoRA is fused into
+// them (the file still holds the originals): no allocation survives the fuse, and unloading reads the file's bytes
+// back (whole pages by dropping their private copies), bit for bit.
+SDXL_TEST(lora_fused_into_mapped_weights_keeps_no_copy) {
+    const models::UNet2DConditionModel src(tiny4(), nn::WeightBuilder(nn::random_source(7, 1.0f)));
+    std::vector<std::pair<std::string, Tensor>> all;
+    for (const std::string& k : src.weight_table()->keys()) all.emplace_back(k, src.weight_table()->find(k));
+    const std::string weights = write_safetensors("mapped_unet.safetensors", all);
+    const models::UNet2DConditionModel u(tiny4(), nn::WeightBuilder(nn::safetensors_source({weights})));
+    const std::string peft = peft_file();
+    const Step in = step(31);
+    const Tensor base = run(u, in);
+    const auto before = touched(u);
+    const models::LoraStack loras = stack({{peft, 0.8}}, true);
+    const Tensor ff = u.weight_table()->find(std::string(kAttn) + "ff.net.0.proj.weight");  // [128, 16]: 2 whole pages
+    CHECK_MSG(ff.storage()->has_original(), "the weights must be views into the file for this test");
+
+    const int64_t live = Storage::live_allocated_bytes(Device::CPU);
+    CHECK(u.set_loras(loras).empty());
+    const int64_t kept = Storage::live_allocated_bytes(Device::CPU) - live;
+    size_t copies = 0;
+    for (const auto& [key, saved] : u.weight_table()->originals) copies += saved.defined() ? 1 : 0;
+    std::printf("lora fused into mapped weights: %zu weights touched, %zu saved copies, %lld bytes kept allocated\n",
+                u.weight_table()->originals.size(), copies, static_cast<long long>(kept));
+    CHECK_MSG(u.weight_table()->originals.size() >= 10 && copies == 0, "file-backed weights were copied");
+    CHECK_MSG(kept == 0, "fusing kept " << kept << " bytes allocated");
+    const Tensor fused = run(u, in);
+    CHECK_MSG(max_abs_diff(fused, base) > 1e-3, "the LoRA must change the output");
+
+    CHECK(u.set_loras(stack({{peft, 0.3}}, true)).empty());  // a new scale: recomputed from the file's originals
+    CHECK(u.set_loras(loras).empty());
+    CHECK_MSG(same_bits(run(u, in), fused), "re-fusing from the file's originals gave other weights");
+    CHECK(u.set_loras({}).empty());
+    CHECK_MSG(untouched(u, before), "unloading did not give the file's weights back");
+    CHECK_MSG(same_bits(ff, src.weight_table()->find(std::string(kAttn) + "ff.net.0.proj.weight")), "ff.net.0.proj");
+    CHECK_MSG(same_bits(run(u, in), base), "unloading did not restore the output bit for bit");
+    std::remove(peft.c_str());
+    std::remove(weights.c_str());
+}

@@ -42,8 +42,22 @@ public:
     }
     void set_prepare_write(std::function<void(size_t, size_t)> hook) { prepare_write_ = std::move(hook); }
 
+    // Storages whose bytes come from a file (the copy-on-write weight mappings) can give those bytes back after an
+    // in-place write, so a LoRA fused into them needs no saved copy of what it overwrote: read_original copies the
+    // file's bytes [offset, offset + n) out, restore_original puts them back in place (whole pages by dropping
+    // their private copies, which also returns that memory). Other storages have no original (has_original false).
+    bool has_original() const { return bool(read_original_); }
+    void read_original(size_t offset, size_t n, void* dst) const { read_original_(offset, n, dst); }
+    void restore_original(size_t offset, size_t n) const { restore_original_(offset, n); }
+    void set_original(std::function<void(size_t, size_t, void*)> read, std::function<void(size_t, size_t)> restore) {
+        read_original_ = std::move(read);
+        restore_original_ = std::move(restore);
+    }
+
 private:
     std::function<void(size_t, size_t)> prepare_write_;
+    std::function<void(size_t, size_t, void*)> read_original_;
+    std::function<void(size_t, size_t)> restore_original_;
     void* data_;
     size_t nbytes_;
     Device device_;

@@ -574,7 +574,7 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     try {
         mapping = std::make_shared<Storage>(base, size, Device::CPU, [size](void* p) { ::munmap(p, size); });
         // The mapping is MAP_PRIVATE: pages made writable are copied on first write, the file stays unchanged.
-        mapping->set_prepare_write([base, size, path](size_t off, size_t n) {
+        auto prepare_write = [base, size, path](size_t off, size_t n) {
             if (n == 0) return;
             if (off > size || n > size - off) fail(ErrorCode::INTERNAL, path, ": write range outside the mapping");
             const size_t page = size_t(::sysconf(_SC_PAGESIZE));
@@ -583,6 +583,44 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
                 int err = errno;
                 fail(ErrorCode::OUT_OF_MEMORY, path, ": cannot make weights writable: ", errno_text(err));
             }
+        };
+        mapping->set_prepare_write(prepare_write);
+        // So the file still holds every byte a write replaced: read back with pread (the file is reopened; it must
+        // be the file that was mapped), or, for whole pages, by dropping the private copies (MADV_DONTNEED on a
+        // private file mapping: the next access reads the file's page again).
+        auto read_file = [size, path](size_t off, size_t n, void* dst) {
+            if (off > size || n > size - off) fail(ErrorCode::INTERNAL, path, ": read range outside the mapping");
+            const int rfd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+            if (rfd < 0) {
+                int e = errno;
+                fail(ErrorCode::NOT_FOUND, path, ": cannot reopen the weight file to restore weights: ", errno_text(e));
+            }
+            struct stat now {};
+            const bool same_size = ::fstat(rfd, &now) == 0 && uint64_t(now.st_size) == uint64_t(size);
+            size_t done = 0;
+            while (same_size && done < n) {
+                const ssize_t got = ::pread(rfd, static_cast<char*>(dst) + done, n - done, off_t(off + done));
+                if (got <= 0) break;
+                done += size_t(got);
+            }
+            ::close(rfd);
+            if (done != n)
+                fail(ErrorCode::BAD_MODEL_FILE, path, ": the weight file changed on disk since it was loaded (cannot read ",
+                     "back the original weights); load the model again");
+        };
+        mapping->set_original(read_file, [base, size, path, prepare_write, read_file](size_t off, size_t n) {
+            if (n == 0) return;
+            if (off > size || n > size - off) fail(ErrorCode::INTERNAL, path, ": restore range outside the mapping");
+            char* p = static_cast<char*>(base);
+            const size_t page = size_t(::sysconf(_SC_PAGESIZE));
+            const size_t pb = (off + page - 1) / page * page, pe = (off + n) / page * page;  // whole pages inside
+            if (pb < pe && ::madvise(p + pb, pe - pb, MADV_DONTNEED) == 0) {
+                if (off < pb) read_file(off, pb - off, p + off);  // the partial first page (other bytes may be
+                if (pe < off + n) read_file(pe, off + n - pe, p + pe);  // written by a neighbour: copy ours only)
+                return;
+            }
+            prepare_write(off, n);
+            read_file(off, n, p + off);
         });
     } catch (...) {
         ::munmap(base, size);

@@ -516,6 +516,25 @@ void write_weight(const Tensor& weight, const Tensor& values) {
     }
 }
 
+// The original values of a touched weight: its saved copy, or (saved undefined) the file bytes behind its mapping.
+Tensor original_of(const Tensor& weight, const Tensor& saved) {
+    if (saved.defined()) return saved;
+    Tensor t = Tensor::empty(weight.shape(), weight.dtype());
+    const size_t es = dtype_size(weight.dtype());
+    weight.storage()->read_original(size_t(weight.offset()) * es, size_t(weight.numel()) * es, t.raw_data());
+    return t;
+}
+
+// Gives a touched weight its original bytes back (for a file-backed one also the memory of its private pages).
+void restore_weight(const Tensor& weight, const Tensor& saved) {
+    if (saved.defined()) {
+        write_weight(weight, saved);  // same dtype: a plain byte copy
+        return;
+    }
+    const size_t es = dtype_size(weight.dtype());
+    weight.storage()->restore_original(size_t(weight.offset()) * es, size_t(weight.numel()) * es);
+}
+
 // The run-time adapter of one layer (weight `w`) from its unfused targets: the low-rank ones stacked, each scale
 // folded into its columns of up; the LoHa / LoKr deltas scaled and summed. In w's dtype and device.
 std::shared_ptr<const nn::Adapter> make_adapter(const std::vector<const Target*>& list, const Tensor& w) {
@@ -619,13 +638,16 @@ LoraApplied apply_loras(nn::WeightTable& table, const std::string& component, co
             continue;
         }
         if (list.empty()) {  // no fused LoRA touches it any more: the exact original bytes back
-            write_weight(w, orig->second);  // same dtype: a plain byte copy
+            restore_weight(w, orig->second);
             table.originals.erase(orig);
             continue;
         }
-        if (orig == table.originals.end())
-            orig = table.originals.emplace(key, w.to(Device::CPU).clone()).first;  // exact, its own dtype
-        Tensor acc = orig->second.to(DType::F32).clone();  // [out, K]
+        if (orig == table.originals.end()) {
+            // A view into a weight file keeps no copy: the file still has the bytes (the mapping is copy-on-write).
+            const bool file_backed = w.device() == Device::CPU && w.is_contiguous() && w.storage()->has_original();
+            orig = table.originals.emplace(key, file_backed ? Tensor() : w.to(Device::CPU).clone()).first;  // exact
+        }
+        Tensor acc = original_of(w, orig->second).to(DType::F32).clone();  // [out, K]
         float* W = acc.data<float>();
         const int64_t out = w.shape()[0], K = w.numel() / out;
         for (const Target* t : list) {
@@ -639,19 +661,13 @@ LoraApplied apply_loras(nn::WeightTable& table, const std::string& component, co
                 continue;
             }
             const int64_t r = t->lora->rank;
-            const Tensor up = t->lora->up.contiguous(), down = t->lora->down.contiguous();
-            const float* U = up.data<float>();    // [out, r]
-            const float* D = down.data<float>();  // [r, K]
-            // W += (up @ down) * scale: the product in fp32, then scaled, as PEFT's get_delta_weight.
-            parallel_for(out, 16, [&](int64_t b, int64_t e) {
-                for (int64_t o = b; o < e; ++o) {
-                    float* row = W + o * K;
-                    for (int64_t j = 0; j < K; ++j) {
-                        float dot = 0.0f;
-                        for (int64_t k = 0; k < r; ++k) dot += U[o * r + k] * D[k * K + j];
-                        row[j] += dot * sc;
-                    }
-                }
+            const Tensor up = t->lora->up.contiguous().view({out, r}), down = t->lora->down.contiguous().view({r, K});
+            // W += (up @ down) * scale: the product in fp32 (one sgemm on the CPU), then scaled, as PEFT's
+            // get_delta_weight.
+            const Tensor product = ops::matmul(up, down);  // [out, K]
+            const float* P = product.data<float>();
+            parallel_for(out * K, 1 << 14, [&](int64_t b, int64_t e) {
+                for (int64_t j = b; j < e; ++j) W[j] += P[j] * sc;
             });
         }
         write_weight(w, acc);

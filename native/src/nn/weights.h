@@ -88,7 +88,9 @@ public:
 
     // Overlay state kept with the weights it changes (see models/lora.h); guarded by overlay_mutex.
     std::mutex overlay_mutex;
-    std::map<std::string, Tensor> originals;  // key -> exact copy (host, the weight's dtype) of a touched weight
+    // key -> exact copy (host, the weight's dtype) of a touched weight; an undefined tensor when the weight's storage
+    // can give its original bytes back itself (Storage::has_original: a view into a weight file's mapping).
+    std::map<std::string, Tensor> originals;
     // Forward passes hold it shared, overlay changes exclusively: a change waits for a running step to finish.
     mutable std::shared_mutex run_mutex;
     // Counts overlay changes, so that what was computed from the weights (cross-attention keys/values kept across
