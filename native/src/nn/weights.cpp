@@ -213,13 +213,15 @@ Tensor WeightBuilder::get_host(const std::string& name, const Shape& shape) cons
     if (auto* random = dynamic_cast<const RandomSource*>(&src)) {
         t = random->make(k, shape);
     } else {
-        const std::string origin = src.origin(k);
-        const std::string stored = origin.empty() ? "" : " (file key '" + origin + "')";
+        auto stored = [&] {  // for messages: the file's own key where it names the tensor otherwise
+            const std::string origin = src.origin(k);
+            return origin.empty() ? origin : " (file key '" + origin + "')";
+        };
         if (!src.contains(k))
-            fail(ErrorCode::BAD_MODEL_FILE, src.describe(), ": missing tensor '", k, "' ", shape_str(shape), stored);
+            fail(ErrorCode::BAD_MODEL_FILE, src.describe(), ": missing tensor '", k, "' ", shape_str(shape), stored());
         Shape actual = src.shape(k);
         if (actual != shape)
-            fail(ErrorCode::BAD_MODEL_FILE, src.describe(), ": tensor '", k, "'", stored, " has shape ",
+            fail(ErrorCode::BAD_MODEL_FILE, src.describe(), ": tensor '", k, "'", stored(), " has shape ",
                  shape_str(actual), ", the model config needs ", shape_str(shape));
         t = src.load(k);
     }
