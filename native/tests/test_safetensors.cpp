@@ -347,6 +347,64 @@ SDXL_TEST(test_safetensors_get_f32_widening_is_exact) {
     CHECK(h.storage() != f->get("h").storage());  // a new F32 tensor, not a view
 }
 
+// Every F8_E4M3 (float8_e4m3fn) and F8_E5M2 code widens to the value its format defines, computed here from the
+// definitions with ldexp (independently of core/half.h): e4m3fn = sign, 4 exponent bits (bias 7), 3 mantissa bits,
+// subnormals m * 2^-9, no infinities, only S.1111.111 is NaN (max 448); e5m2 = sign, 5 exponent bits (bias 15),
+// 2 mantissa bits, subnormals m * 2^-16, exponent 31 Inf (m = 0) or NaN. Also through the file reader, and get()
+// refuses them (they have no core dtype).
+SDXL_TEST(test_safetensors_float8_widening_is_exact) {
+    std::string codes(256, '\0');
+    for (int i = 0; i < 256; ++i) codes[size_t(i)] = char(i);
+    TempDir dir;
+    const std::string path = dir.write("fp8.safetensors", build_file({{"e4", "F8_E4M3", {16, 16}, codes},
+                                                                      {"e5", "F8_E5M2", {256}, codes},
+                                                                      {"empty", "F8_E4M3", {0, 3}, ""}}));
+    auto f = SafetensorsFile::open(path);
+    const Tensor e4 = f->get_f32("e4"), e5 = f->get_f32("e5");
+    CHECK(e4.dtype() == DType::F32 && (e4.shape() == Shape{16, 16}));
+    CHECK(e5.dtype() == DType::F32 && (e5.shape() == Shape{256}));
+    CHECK(f->get_f32("empty").numel() == 0);
+    CHECK(f->find("e4")->loads_as_f32() && !f->find("e4")->supported);
+    int bad4 = 0, bad5 = 0, nan4 = 0, inf5 = 0;
+    double max4 = 0;
+    for (int i = 0; i < 256; ++i) {
+        const bool neg = i & 0x80;
+        const float direct4 = sdxl::f8e4m3fn_to_f32(uint8_t(i)), direct5 = sdxl::f8e5m2_to_f32(uint8_t(i));
+        const float got4 = e4.data<float>()[i], got5 = e5.data<float>()[i];
+        int e = (i >> 3) & 0xf, m = i & 0x7;
+        if (e == 15 && m == 7) {
+            ++nan4;
+            if (!std::isnan(got4) || !std::isnan(direct4)) ++bad4;
+        } else {
+            double v = e == 0 ? std::ldexp(double(m), -9) : std::ldexp(double(8 + m), e - 7 - 3);
+            if (neg) v = -v;
+            max4 = std::max(max4, v);
+            if (double(got4) != v || std::signbit(got4) != neg || std::memcmp(&got4, &direct4, 4) != 0) ++bad4;
+        }
+        e = (i >> 2) & 0x1f;
+        m = i & 0x3;
+        if (e == 31) {
+            if (m == 0) {
+                ++inf5;
+                if (!std::isinf(got5) || std::signbit(got5) != neg) ++bad5;
+            } else if (!std::isnan(got5)) {
+                ++bad5;
+            }
+        } else {
+            double v = e == 0 ? std::ldexp(double(m), -16) : std::ldexp(double(4 + m), e - 15 - 2);
+            if (neg) v = -v;
+            if (double(got5) != v || std::signbit(got5) != neg || std::memcmp(&got5, &direct5, 4) != 0) ++bad5;
+        }
+    }
+    CHECK_MSG(bad4 == 0, bad4 << " F8_E4M3 codes widened wrongly");
+    CHECK_MSG(bad5 == 0, bad5 << " F8_E5M2 codes widened wrongly");
+    CHECK(nan4 == 2 && max4 == 448.0 && inf5 == 2);
+    CHECK(e4.data<float>()[0x01] == std::ldexp(1.0f, -9) && e4.data<float>()[0x38] == 1.0f);  // spot values
+    CHECK(e5.data<float>()[0x3c] == 1.0f && e5.data<float>()[0x7b] == 57344.0f);
+    CHECK_THROWS_CODE(f->get("e4"), ErrorCode::UNSUPPORTED);
+    CHECK_THROWS_CODE(f->get("e5"), ErrorCode::UNSUPPORTED);
+}
+
 SDXL_TEST(test_safetensors_get_errors_name_file_and_tensor) {
     TempDir dir;
     std::vector<TensorSpec> ts = fixture_tensors();

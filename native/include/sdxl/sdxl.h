@@ -106,7 +106,7 @@ public:
     std::vector<std::string> metadata_keys() const;
     std::string metadata_value(const std::string& key) const;
     Tensor get(const std::string& name) const;      // zero-copy, the file's dtype
-    Tensor get_f32(const std::string& name) const;  // F16/BF16 widened to F32
+    Tensor get_f32(const std::string& name) const;  // F16/BF16/F8_E4M3/F8_E5M2 widened to F32
 
 private:
     SafetensorsFile();
@@ -129,7 +129,7 @@ public:
     static SingleFileCheckpoint open(const std::string& path);
     std::string path() const;
     bool is_refiner() const;              // OpenCLIP-G only, as conditioner.embedders.0.model
-    std::string storage_dtype() const;    // "F32", "F16", "BF16" or "mixed"
+    std::string storage_dtype() const;    // "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2" or "mixed"
     // "unet", "vae", "text_encoder" (base only), "text_encoder_2".
     bool has_component(const std::string& component) const;
     // The checkpoint tensor behind a diffusers key ("model.diffusion_model.input_blocks.1.0.in_layers.2.weight",
@@ -303,6 +303,10 @@ public:
     VaeModel(const VaeModel& other);
     ~VaeModel();
     VaeModel& operator=(const VaeModel& other);
+    // One weights file may be diffusers-named (encoder.down_blocks.*) or in the LDM / A1111 layout of standalone VAE
+    // downloads (encoder.down.0.block.*, optionally under first_stage_model.; extra model_ema.* / loss.* training
+    // entries are ignored), told apart by its keys and mapped through the single-file VAE key map. Several files
+    // are the shards of a diffusers-named VAE.
     static VaeModel load(const VaeConfig& config, const std::vector<std::string>& weight_files,
                          int device = DEVICE_CPU, int dtype = DTYPE_F32);
     static VaeModel random(const VaeConfig& config, int64_t seed, int device = DEVICE_CPU, int dtype = DTYPE_F32);

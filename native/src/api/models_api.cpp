@@ -44,15 +44,22 @@ Tensor out_f32(const sdxl::Tensor& t) {
     return wrap(t.to(sdxl::Device::CPU).to(sdxl::DType::F32));
 }
 
-// Builds a model over weight files and checks that every tensor in them was used.
+// Builds a model over a weight source and checks that every tensor in it was used.
 template <typename Model, typename Config>
-std::shared_ptr<Model> build_from_files(const Config& config, const std::vector<std::string>& files,
-                                        const std::vector<std::string>& buffers, const nn::Placement& placement) {
-    nn::WeightBuilder vb(nn::safetensors_source(files), placement);
+std::shared_ptr<Model> build_from_source(const Config& config, std::shared_ptr<nn::WeightSource> source,
+                                         const std::vector<std::string>& buffers, const nn::Placement& placement) {
+    nn::WeightBuilder vb(std::move(source), placement);
     auto model = std::make_shared<Model>(config, vb);
     for (const auto& b : buffers) vb.skip(b);
     vb.check_all_used();
     return model;
+}
+
+// The same over weight files (diffusers names).
+template <typename Model, typename Config>
+std::shared_ptr<Model> build_from_files(const Config& config, const std::vector<std::string>& files,
+                                        const std::vector<std::string>& buffers, const nn::Placement& placement) {
+    return build_from_source<Model>(config, nn::safetensors_source(files), buffers, placement);
 }
 
 // The same over one component of a single-file checkpoint, through its key map.
@@ -60,11 +67,7 @@ template <typename Model, typename Config>
 std::shared_ptr<Model> build_from_checkpoint(const Config& config, const models::SgmCheckpoint& checkpoint,
                                              const models::SgmKeyMap& map, const std::vector<std::string>& buffers,
                                              const nn::Placement& placement) {
-    nn::WeightBuilder vb(checkpoint.source(map), placement);
-    auto model = std::make_shared<Model>(config, vb);
-    for (const auto& b : buffers) vb.skip(b);
-    vb.check_all_used();
-    return model;
+    return build_from_source<Model>(config, checkpoint.source(map), buffers, placement);
 }
 
 template <typename Model, typename Config>
@@ -224,8 +227,11 @@ Tensor ClipTextModel::weight(const std::string& key) const {
 VaeModel VaeModel::load(const VaeConfig& config, const std::vector<std::string>& weight_files, int device,
                         int dtype) {
     VaeModel m;
-    *static_cast<std::shared_ptr<models::AutoencoderKL>*>(m.impl_) =
-        build_from_files<models::AutoencoderKL>(config, weight_files, {}, placement_of(device, dtype));
+    // One file: diffusers-named or an LDM / A1111 VAE download, told apart by its keys; several: diffusers shards.
+    *static_cast<std::shared_ptr<models::AutoencoderKL>*>(m.impl_) = build_from_source<models::AutoencoderKL>(
+        config,
+        weight_files.size() == 1 ? models::vae_file_source(config, weight_files[0]) : nn::safetensors_source(weight_files),
+        {}, placement_of(device, dtype));
     return m;
 }
 

@@ -1,5 +1,6 @@
 // Exact conversions between float and IEEE binary16 / bfloat16 (round to nearest, ties to even).
 // NaN stays NaN (canonical quiet NaN as torch produces it), +-Inf stays +-Inf, subnormals are exact.
+// 8-bit floats (fp8 checkpoints) are only ever widened: float8_e4m3fn and float8_e5m2 -> float, exactly.
 #pragma once
 
 #include <cstdint>
@@ -67,6 +68,28 @@ inline uint16_t f32_to_bf16(float f) {
     if ((x & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;  // NaN -> canonical quiet NaN (as torch)
     x += 0x7fff + ((x >> 16) & 1);
     return uint16_t(x >> 16);
+}
+
+// float8_e5m2: IEEE-style (sign, 5 exponent bits with bias 15, 2 mantissa bits, Inf and NaN), i.e. exactly the upper
+// byte of a binary16.
+inline float f8e5m2_to_f32(uint8_t b) { return f16_to_f32(uint16_t(uint16_t(b) << 8)); }
+
+// float8_e4m3fn: sign, 4 exponent bits with bias 7, 3 mantissa bits; no infinities, S.1111.111 is NaN (so the
+// largest value is 1.75 * 2^8 = 448); exponent 0 holds the subnormals m * 2^-9.
+inline float f8e4m3fn_to_f32(uint8_t b) {
+    const uint32_t sign = uint32_t(b & 0x80) << 24;
+    const uint32_t exp = (b >> 3) & 0xf;
+    uint32_t mant = b & 0x7;
+    if (exp == 0xf && mant == 0x7) return bits_float(sign | 0x7fc00000u);  // NaN
+    if (exp != 0) return bits_float(sign | ((exp + 120) << 23) | (mant << 20));  // rebias 7 -> 127
+    if (mant == 0) return bits_float(sign);                                      // +-0
+    // Subnormal m * 2^-9 (m = 1..7): shift the leading 1 into the implicit bit.
+    uint32_t e = 127 - 6;  // 0.mmm * 2^-6: each shift halves the exponent
+    while ((mant & 0x8) == 0) {
+        mant <<= 1;
+        --e;
+    }
+    return bits_float(sign | (e << 23) | ((mant & 0x7) << 20));
 }
 
 }  // namespace sdxl

@@ -413,6 +413,8 @@ private:
         t.element_size = entry->size;
         t.supported = entry->supported;
         t.dtype = entry->dtype;
+        if (t.dtype_name == "F8_E4M3") t.float8 = TensorInfo::Float8::E4M3FN;
+        if (t.dtype_name == "F8_E5M2") t.float8 = TensorInfo::Float8::E5M2;
 
         if (offsets.size() != 2)
             bad_tensor(t, "\"data_offsets\" must have exactly 2 entries, has " + std::to_string(offsets.size()));
@@ -653,14 +655,17 @@ const TensorInfo* SafetensorsFile::find(const std::string& name) const {
     return &*it;
 }
 
-const TensorInfo& SafetensorsFile::require(const std::string& name) const {
+const TensorInfo& SafetensorsFile::require(const std::string& name, bool float8_ok) const {
     const TensorInfo* info = find(name);
     if (!info)
         fail(ErrorCode::NOT_FOUND, path_, ": no tensor ", quoted(name), " in this file (it has ",
              header_.tensors.size(), " tensors)");
-    if (!info->supported)
+    if (info->float8 != TensorInfo::Float8::NONE && !float8_ok)
+        fail(ErrorCode::UNSUPPORTED, path_, ": tensor ", quoted(name), " is ", info->dtype_name,
+             ", an 8-bit float that is only read widened to F32");
+    if (!info->supported && !(float8_ok && info->float8 != TensorInfo::Float8::NONE))
         fail(ErrorCode::UNSUPPORTED, path_, ": tensor ", quoted(name), " has dtype ", info->dtype_name,
-             ", which cannot be loaded (supported: F32, F16, BF16, I64)");
+             ", which cannot be loaded (supported: F32, F16, BF16, I64, and F8_E4M3 / F8_E5M2 widened to F32)");
     return *info;
 }
 
@@ -684,8 +689,31 @@ Tensor SafetensorsFile::get(const std::string& name) const {
     return t;
 }
 
+namespace {
+
+// The 256 values of an 8-bit float format, decoded once.
+struct Float8Table {
+    float values[256];
+    explicit Float8Table(float (*decode)(uint8_t)) {
+        for (int i = 0; i < 256; ++i) values[i] = decode(uint8_t(i));
+    }
+};
+
+}  // namespace
+
 Tensor SafetensorsFile::get_f32(const std::string& name) const {
-    const TensorInfo& info = require(name);
+    const TensorInfo& info = require(name, true);
+    if (info.float8 != TensorInfo::Float8::NONE) {
+        static const Float8Table e4m3(f8e4m3fn_to_f32), e5m2(f8e5m2_to_f32);
+        const float* table = info.float8 == TensorInfo::Float8::E4M3FN ? e4m3.values : e5m2.values;
+        Tensor out = Tensor::empty(info.shape, DType::F32);
+        float* dst = out.data<float>();
+        const uint8_t* src = reinterpret_cast<const uint8_t*>(bytes_of(info));
+        parallel_for(out.numel(), 1 << 16, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) dst[i] = table[src[i]];
+        });
+        return out;
+    }
     if (info.dtype == DType::F32) return get(name);
     if (info.dtype == DType::I64)
         fail(ErrorCode::INVALID_ARGUMENT, path_, ": tensor ", quoted(name), " is I64, not a floating-point tensor");

@@ -29,6 +29,10 @@ struct TensorInfo {
     size_t element_size = 0;  // bytes per element of dtype_name
     bool supported = false;   // dtype is one of F32/F16/BF16/I64 (then `dtype` is valid)
     DType dtype = DType::F32;
+    // F8_E4M3 (float8_e4m3fn) / F8_E5M2: storage-only formats of fp8 checkpoints, read through get_f32 (widened once).
+    enum class Float8 : uint8_t { NONE, E4M3FN, E5M2 } float8 = Float8::NONE;
+    // A floating-point tensor get_f32 can widen: F32, F16, BF16, F8_E4M3 or F8_E5M2.
+    bool loads_as_f32() const { return (supported && dtype != DType::I64) || float8 != Float8::NONE; }
     Shape shape;
     uint64_t begin = 0, end = 0;  // data_offsets, relative to the start of the data section
 };
@@ -59,14 +63,15 @@ public:
 
     // Zero-copy CPU tensor over the mapping in the file's dtype (a copy only if the data is not aligned to
     // the element size; zero-size tensors are fresh empty tensors). NOT_FOUND naming file and tensor if absent;
-    // UNSUPPORTED if the dtype is not F32/F16/BF16/I64.
+    // UNSUPPORTED if the dtype is not F32/F16/BF16/I64 (F8_* ones: use get_f32).
     Tensor get(const std::string& name) const;
-    // F16/BF16 widened (exactly) to a new F32 tensor; F32 returned as get() does; I64 -> INVALID_ARGUMENT.
+    // F16/BF16/F8_E4M3/F8_E5M2 widened (exactly) to a new F32 tensor; F32 returned as get() does;
+    // I64 -> INVALID_ARGUMENT; other dtypes UNSUPPORTED.
     Tensor get_f32(const std::string& name) const;
 
 private:
     SafetensorsFile() = default;
-    const TensorInfo& require(const std::string& name) const;
+    const TensorInfo& require(const std::string& name, bool float8_ok = false) const;
     const char* bytes_of(const TensorInfo& info) const;
 
     std::string path_;

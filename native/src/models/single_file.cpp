@@ -250,6 +250,8 @@ std::vector<std::string> SgmKeyMap::to_diffusers(const std::string& key) const {
 }
 
 bool SgmKeyMap::ignored(const std::string& key) const {
+    for (const auto& p : ignored_prefixes_)
+        if (starts_with(key, p)) return true;
     return std::find(ignored_.begin(), ignored_.end(), key) != ignored_.end();
 }
 
@@ -391,7 +393,7 @@ const std::string& SgmCheckpoint::path() const { return file_->path(); }
 std::string SgmCheckpoint::storage_dtype() const {
     std::string found;
     for (const auto& t : file_->header().tensors) {
-        if (t.dtype_name != "F32" && t.dtype_name != "F16" && t.dtype_name != "BF16") continue;
+        if (!t.loads_as_f32()) continue;
         if (found.empty()) found = t.dtype_name;
         else if (found != t.dtype_name) return "mixed";
     }
@@ -443,11 +445,11 @@ public:
     Tensor load(const std::string& key) const override {
         const SgmSource s = source(key);
         const io::TensorInfo& inf = info(s, key);
-        if (!inf.supported || inf.dtype == DType::I64)
+        if (!inf.loads_as_f32())
             fail(ErrorCode::BAD_MODEL_FILE, file_->path(), ": tensor '", s.key, "' (for ", key, ") is ",
-                 inf.dtype_name, ", weights must be F32, F16 or BF16");
-        const bool widened = inf.dtype != DType::F32;
-        Tensor t = file_->get_f32(s.key);  // F32: a view into the mapping; F16/BF16: widened once
+                 inf.dtype_name, ", weights must be F32, F16, BF16 or F8_E4M3 / F8_E5M2");
+        const bool widened = inf.dtype_name != "F32";
+        Tensor t = file_->get_f32(s.key);  // F32: a view into the mapping; F16/BF16/F8: widened once
         switch (s.op) {
             case SgmOp::ROWS: {
                 check_rows(s, inf.shape);
@@ -479,7 +481,14 @@ public:
         return out;
     }
 
-    std::string describe() const override { return file_->path() + " (" + map_.prefix() + "*)"; }
+    std::string describe() const override {
+        return map_.prefix().empty() ? file_->path() : file_->path() + " (" + map_.prefix() + "*)";
+    }
+
+    std::string origin(const std::string& key) const override {
+        SgmSource s;
+        return map_.to_checkpoint(key, &s) ? s.describe() : std::string();
+    }
 
 private:
     SgmSource source(const std::string& key) const {
@@ -512,6 +521,54 @@ std::shared_ptr<nn::WeightSource> SgmCheckpoint::source(const SgmKeyMap& map) co
 
 Tensor SgmCheckpoint::load(const SgmKeyMap& map, const std::string& diffusers_key) const {
     return SgmComponentSource(file_, map).load(diffusers_key);
+}
+
+// ================================================================================================ VAE files
+
+VaeFileKind classify_vae_file(const std::vector<std::string>& unsorted, const std::string& what) {
+    std::vector<std::string> keys = unsorted;
+    std::sort(keys.begin(), keys.end());
+    if (keys.empty()) fail(ErrorCode::BAD_MODEL_FILE, what, ": not a VAE weights file: it holds no tensors");
+    // The module names that differ between the layouts (conv_in, quant_conv, post_quant_conv are shared).
+    auto has_any = [&](const std::string& p, std::initializer_list<const char*> parts) {
+        for (const char* part : parts)
+            if (any_with_prefix(keys, p + part)) return true;
+        return false;
+    };
+    const bool diffusers = has_any("", {"encoder.down_blocks.", "encoder.mid_block.", "decoder.up_blocks.",
+                                        "decoder.mid_block.", "encoder.conv_norm_out.", "decoder.conv_norm_out."});
+    std::vector<std::string> ldm;
+    for (const char* p : {"", "first_stage_model."})
+        if (has_any(p, {"encoder.down.", "encoder.mid.", "decoder.up.", "decoder.mid.", "encoder.norm_out.",
+                        "decoder.norm_out."}))
+            ldm.push_back(p);
+    if (diffusers && !ldm.empty())
+        fail(ErrorCode::BAD_MODEL_FILE, what, ": a VAE file that mixes diffusers key names (encoder.down_blocks.*) ",
+             "with LDM / A1111 ones (", ldm[0], "encoder.down.*); expected one layout");
+    if (ldm.size() > 1)
+        fail(ErrorCode::BAD_MODEL_FILE, what, ": a VAE file with LDM / A1111 keys both with and without the ",
+             "first_stage_model. prefix; expected one VAE");
+    if (diffusers) return {VaeFileLayout::DIFFUSERS, ""};
+    if (!ldm.empty()) return {VaeFileLayout::LDM, ldm[0]};
+    fail(ErrorCode::BAD_MODEL_FILE, what, ": not a VAE weights file: it has neither diffusers AutoencoderKL keys ",
+         "(encoder.down_blocks.*, decoder.up_blocks.*) nor LDM / A1111 VAE keys (encoder.down.*, decoder.up.*, ",
+         "optionally under first_stage_model.); first key '", keys.front(), "'");
+}
+
+std::shared_ptr<nn::WeightSource> vae_file_source(const api::VaeConfig& config, const std::string& path) {
+    auto file = io::SafetensorsFile::open(path);
+    std::vector<std::string> keys;
+    for (const auto& t : file->header().tensors) keys.push_back(t.name);
+    const VaeFileKind kind = classify_vae_file(keys, path);
+    if (kind.layout == VaeFileLayout::DIFFUSERS) return nn::safetensors_source({path});
+    SgmKeyMap map = SgmKeyMap::vae(config, kind.prefix);
+    // Training leftovers of LDM VAE checkpoints: the EMA bookkeeping and the LPIPS/discriminator loss. Under
+    // first_stage_model. everything outside the prefix is another component's (a whole checkpoint) and unused.
+    if (kind.prefix.empty()) {
+        map.ignore_prefix("model_ema.");
+        map.ignore_prefix("loss.");
+    }
+    return std::make_shared<SgmComponentSource>(file, std::move(map));
 }
 
 }  // namespace sdxl::models

@@ -8,7 +8,7 @@
 // config, as the SGM numbering follows the topology). Tensors are views into the mapped file where the layout
 // allows (renames, OpenCLIP's fused in_proj split into q/k/v row ranges, the VAE's 1x1-conv attention weights
 // reshaped to linears); only text_projection, stored transposed, is copied. fp16/bf16 files are widened at load
-// as folder weights are.
+// as folder weights are, and so are fp8 ones (F8_E4M3 = float8_e4m3fn, F8_E5M2; usually mixed with fp16/fp32 norms).
 #pragma once
 
 #include <cstdint>
@@ -62,6 +62,8 @@ public:
     // has no rule for it. Keys the map knows to carry no weights (OpenCLIP's logit_scale) are in `ignored`.
     std::vector<std::string> to_diffusers(const std::string& checkpoint_key) const;
     bool ignored(const std::string& checkpoint_key) const;
+    // Marks every checkpoint key starting with `prefix` as carrying no weights of this component.
+    void ignore_prefix(const std::string& prefix) { ignored_prefixes_.push_back(prefix); }
 
 private:
     struct Rule {
@@ -80,6 +82,7 @@ private:
     std::map<std::string, size_t> by_diffusers_;                 // rule index by diffusers prefix/key
     std::multimap<std::string, size_t> by_checkpoint_;           // rule index by checkpoint prefix/key (full)
     std::vector<std::string> ignored_;                           // full checkpoint keys
+    std::vector<std::string> ignored_prefixes_;                  // full checkpoint key prefixes
     int64_t row_block_ = 0;                                      // ROWS: rows per part (the width)
 };
 
@@ -97,7 +100,7 @@ public:
     SgmKind kind() const { return kind_; }
     const std::string& path() const;
     const io::SafetensorsFile& file() const { return *file_; }
-    // "F32", "F16", "BF16" or "mixed" (of the floating tensors).
+    // "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2" or "mixed" (of the floating tensors).
     std::string storage_dtype() const;
 
     // Components: "unet", "vae", "text_encoder" (base only), "text_encoder_2".
@@ -116,5 +119,20 @@ private:
     std::shared_ptr<io::SafetensorsFile> file_;
     SgmKind kind_ = SgmKind::SDXL_BASE;
 };
+
+// A standalone VAE weights file (--vae FILE): diffusers-named (encoder.down_blocks.*, e.g. a VAE folder's
+// diffusion_pytorch_model.safetensors) or in the LDM layout that A1111 VAE downloads use (stabilityai's
+// sdxl_vae.safetensors, the fp16-fix VAE: encoder.down.0.block.*, encoder.mid.attn_1.q as a 1x1 conv or a linear,
+// quant_conv), possibly under first_stage_model. (then a whole SGM checkpoint's VAE) or with training entries
+// (model_ema.*, loss.*) that carry no VAE weights. The layout is told from the keys.
+enum class VaeFileLayout { DIFFUSERS, LDM };
+struct VaeFileKind {
+    VaeFileLayout layout = VaeFileLayout::DIFFUSERS;
+    std::string prefix;  // LDM: "" or "first_stage_model."
+};
+// BAD_MODEL_FILE naming `what` when the keys are neither layout (or both).
+VaeFileKind classify_vae_file(const std::vector<std::string>& keys, const std::string& what);
+// The file's weights under diffusers keys: the file as it is, or through SgmKeyMap::vae (views into the mapping).
+std::shared_ptr<nn::WeightSource> vae_file_source(const api::VaeConfig& config, const std::string& path);
 
 }  // namespace sdxl::models

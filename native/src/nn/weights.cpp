@@ -37,9 +37,9 @@ public:
     Tensor load(const std::string& key) const override {
         const io::SafetensorsFile& f = file_of(key);
         const io::TensorInfo* info = f.find(key);
-        if (!info->supported || info->dtype == DType::I64)
+        if (!info->loads_as_f32())
             fail(ErrorCode::BAD_MODEL_FILE, f.path(), ": tensor '", key, "' is ", info->dtype_name,
-                 ", weights must be F32, F16 or BF16");
+                 ", weights must be F32, F16, BF16 or F8_E4M3 / F8_E5M2");
         return f.get_f32(key);
     }
 
@@ -231,11 +231,16 @@ Tensor WeightBuilder::get_host(const std::string& name, const Shape& shape) cons
     if (auto* random = dynamic_cast<const RandomSource*>(&src)) {
         t = random->make(k, shape);
     } else {
-        if (!src.contains(k)) fail(ErrorCode::BAD_MODEL_FILE, src.describe(), ": missing tensor '", k, "' ", shape_str(shape));
+        auto stored = [&] {  // for messages: the file's own key where it names the tensor otherwise
+            const std::string origin = src.origin(k);
+            return origin.empty() ? origin : " (file key '" + origin + "')";
+        };
+        if (!src.contains(k))
+            fail(ErrorCode::BAD_MODEL_FILE, src.describe(), ": missing tensor '", k, "' ", shape_str(shape), stored());
         Shape actual = src.shape(k);
         if (actual != shape)
-            fail(ErrorCode::BAD_MODEL_FILE, src.describe(), ": tensor '", k, "' has shape ", shape_str(actual),
-                 ", the model config needs ", shape_str(shape));
+            fail(ErrorCode::BAD_MODEL_FILE, src.describe(), ": tensor '", k, "'", stored(), " has shape ",
+                 shape_str(actual), ", the model config needs ", shape_str(shape));
         t = src.load(k);
     }
     std::lock_guard<std::mutex> g(shared_->mutex);

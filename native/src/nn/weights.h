@@ -31,6 +31,9 @@ public:
     virtual Tensor load(const std::string& key) const = 0;   // F32, CPU
     virtual std::vector<std::string> keys() const = 0;
     virtual std::string describe() const = 0;                // for messages: the file names
+    // For messages: where a key's tensor is stored when the file names it otherwise (a single-file checkpoint's
+    // key), else "".
+    virtual std::string origin(const std::string& /*key*/) const { return {}; }
 };
 
 // One or more .safetensors files (a sharded checkpoint); a key must be in exactly one of them.

@@ -49,7 +49,10 @@ public record PipelineOptions(String variant, Device device, DType dtype, boolea
         this(variant, device, dtype, watermark, cpuOffload, vaeTiling, null);
     }
 
-    /** Another VAE (a diffusers VAE folder or .safetensors file), or null for the model's. */
+    /**
+     * Another VAE (a diffusers VAE folder, or one .safetensors file, diffusers-named or in the A1111/LDM layout, read
+     * with the model's VAE config), or null for the model's.
+     */
     public PipelineOptions withVae(java.nio.file.Path v) {
         return new PipelineOptions(variant, device, dtype, watermark, cpuOffload, vaeTiling, v);
     }

@@ -116,8 +116,9 @@ public final class Generate implements Callable<Integer> {
     String dtype;
     @Option(names = "--cpu-offload", description = "model-level CPU offload (components on the device only while they run)")
     boolean cpuOffload;
-    @Option(names = "--vae", description = "another VAE instead of the model's: a diffusers VAE folder or a diffusers "
-            + ".safetensors file (e.g. the fp16-fix VAE, which runs in fp16)")
+    @Option(names = "--vae", description = "another VAE instead of the model's: a diffusers VAE folder (e.g. the "
+            + "fp16-fix VAE, which runs in fp16), or one .safetensors file, diffusers-named or in the A1111/LDM layout "
+            + "(sdxl_vae.safetensors), read with the model's VAE config")
     Path vae;
     @Option(names = "--vae-tiling", description = "decode/encode large images tile by tile (diffusers' enable_vae_tiling: "
             + "less memory, slightly different pixels where tiles overlap)")

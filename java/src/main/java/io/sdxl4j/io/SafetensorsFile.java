@@ -83,7 +83,7 @@ public final class SafetensorsFile implements AutoCloseable {
         return Native.call(() -> Tensor.wrap(handle().get(name)));
     }
 
-    /** A tensor widened to F32 (F16/BF16 are converted exactly). */
+    /** A tensor widened to F32 (F16, BF16 and the 8-bit F8_E4M3 / F8_E5M2 are converted exactly). */
     public Tensor tensorF32(String name) {
         return Native.call(() -> Tensor.wrap(handle().get_f32(name)));
     }

@@ -54,9 +54,13 @@ public final class AutoencoderKL implements AutoCloseable {
     }
 
     /**
-     * A VAE from diffusers-named weight files (e.g. one {@code diffusion_pytorch_model.safetensors} given without its
-     * folder) under {@code config}. BAD_MODEL_FILE naming the key when a file is not a diffusers AutoencoderKL of
-     * that config (an A1111/LDM-layout VAE file, say).
+     * A VAE from weight files under {@code config}: one file given without its folder may be diffusers-named
+     * ({@code diffusion_pytorch_model.safetensors}) or in the LDM / A1111 layout of VAE downloads (stabilityai's
+     * {@code sdxl_vae.safetensors}, the fp16-fix VAE's: {@code encoder.down.0.block.0...}, optionally under
+     * {@code first_stage_model.}, training entries {@code model_ema.*} / {@code loss.*} ignored); the native core
+     * tells them apart by their keys and maps LDM names through the single-file key map. Several files are the shards
+     * of a diffusers-named VAE. BAD_MODEL_FILE naming the key when a file does not fit that config, or naming the
+     * file when it is no VAE.
      */
     public static AutoencoderKL load(VaeConfig config, List<Path> files, io.sdxl4j.Device device, io.sdxl4j.DType dtype) {
         Sdxl4j.load();

@@ -57,7 +57,10 @@ public final class SingleFileCheckpoint implements AutoCloseable {
         return Native.call(() -> handle().is_refiner());
     }
 
-    /** "F32", "F16", "BF16" or "mixed": how the weights are stored (they are widened to F32 when loaded). */
+    /**
+     * "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2" or "mixed" (fp8 checkpoints usually keep norms and biases in
+     * F16/F32): how the weights are stored (they are widened to F32 when loaded).
+     */
     public String storageDtype() {
         return Native.call(() -> handle().storage_dtype().getString());
     }

@@ -1,0 +1,63 @@
+// The project's reference data root and the configs of its tiny models (models/tiny-sdxl-{base,refiner}/*/config.json),
+// for native tests that load them through the public API.
+#pragma once
+
+#include <cstdlib>
+#include <string>
+
+#include "sdxl/sdxl.h"
+
+namespace sdxl_test {
+
+inline std::string reference_root() {
+    if (const char* env = std::getenv("SDXL4J_REFERENCE")) return env;
+    return SDXL_REFERENCE_DIR;
+}
+
+// The tiny reference models' configs (models/tiny-sdxl-{base,refiner}/*/config.json).
+inline sdxl::api::ClipTextConfig tiny_text_encoder(bool second) {
+    sdxl::api::ClipTextConfig c = second ? sdxl::api::ClipTextConfig::sdxl_text_encoder_2() : sdxl::api::ClipTextConfig::sdxl_text_encoder();
+    c.hidden_size = second ? 48 : 32;
+    c.intermediate_size = second ? 96 : 64;
+    c.num_hidden_layers = 3;
+    c.num_attention_heads = 4;
+    c.max_position_embeddings = 77;
+    c.hidden_act = second ? "gelu" : "quick_gelu";
+    c.with_projection = second;
+    c.projection_dim = second ? 24 : 32;
+    c.eos_token_id = 2;
+    return c;
+}
+
+inline sdxl::api::UNetConfig tiny_unet(bool refiner) {
+    sdxl::api::UNetConfig c = refiner ? sdxl::api::UNetConfig::sdxl_refiner() : sdxl::api::UNetConfig::sdxl_base();
+    c.layers_per_block = 2;
+    c.norm_num_groups = 8;
+    c.use_linear_projection = true;
+    c.addition_time_embed_dim = 8;
+    if (refiner) {
+        c.block_out_channels = {16, 32, 32, 32};
+        c.transformer_layers_per_block = {2, 2, 2, 2};
+        c.num_attention_heads = {2, 4, 4, 4};
+        c.cross_attention_dim = 48;
+        c.projection_class_embeddings_input_dim = 64;
+    } else {
+        c.block_out_channels = {16, 32, 32};
+        c.transformer_layers_per_block = {1, 1, 2};
+        c.num_attention_heads = {2, 4, 4};
+        c.cross_attention_dim = 80;
+        c.projection_class_embeddings_input_dim = 72;
+    }
+    return c;
+}
+
+inline sdxl::api::VaeConfig tiny_vae() {
+    sdxl::api::VaeConfig c = sdxl::api::VaeConfig::sdxl();
+    c.block_out_channels = {16, 32, 32, 32};
+    c.layers_per_block = 2;
+    c.norm_num_groups = 8;
+    c.sample_size = 64;
+    return c;
+}
+
+}  // namespace sdxl_test
