@@ -439,3 +439,56 @@ SDXL_TEST(lora_fused_into_mapped_weights_keeps_no_copy) {
     std::remove(peft.c_str());
     std::remove(weights.c_str());
 }
+
+// LoRA files stored in fp8 (F8_E4M3) are widened at load as checkpoints are: a file whose values are exactly
+// representable in e4m3 fuses to the same weights as its F32 twin.
+SDXL_TEST(lora_fp8_file_fuses_as_its_f32_twin) {
+    // e4m3fn (bias 7, 3 mantissa bits): +-2^e * (1 + m/8) for e in [-6, 8] is code sign | (e + 7) << 3 | m.
+    auto code = [](int sign, int e, int m) { return uint8_t((sign << 7) | ((e + 7) << 3) | m); };
+    auto value = [](int sign, int e, int m) { return float((sign ? -1 : 1) * std::ldexp(1.0 + m / 8.0, e)); };
+    std::vector<std::pair<std::string, Tensor>> f32;
+    std::vector<std::pair<std::string, std::vector<uint8_t>>> f8;
+    uint64_t seed = 900;
+    auto add = [&](const std::string& key, const Shape& s) {
+        Tensor t = Tensor::empty(s, DType::F32);
+        std::vector<uint8_t> codes(size_t(t.numel()));
+        for (int64_t i = 0; i < t.numel(); ++i) {
+            const uint64_t h = (seed * 0x9E3779B97F4A7C15ull + uint64_t(i) * 0xBF58476D1CE4E5B9ull) >> 40;
+            const int sign = int(h & 1), e = -4 + int((h >> 1) % 4), m = int((h >> 3) % 8);
+            codes[size_t(i)] = code(sign, e, m);
+            t.data<float>()[i] = value(sign, e, m);
+        }
+        ++seed;
+        f32.emplace_back(key, t);
+        f8.emplace_back(key, codes);
+    };
+    const std::string m = std::string("unet.") + kAttn + "attn1.to_q";
+    add(m + ".lora_A.weight", {2, 16});
+    add(m + ".lora_B.weight", {16, 2});
+    const std::string plain = write_safetensors("fp8_twin_f32.safetensors", f32);
+    // The same tensors as F8_E4M3 (one byte each).
+    std::string h = "{", data;
+    for (size_t i = 0; i < f8.size(); ++i) {
+        const Shape& s = f32[i].second.shape();
+        h += (i ? "," : "") + std::string("\"") + f8[i].first + "\":{\"dtype\":\"F8_E4M3\",\"shape\":[" +
+             std::to_string(s[0]) + "," + std::to_string(s[1]) + "],\"data_offsets\":[" + std::to_string(data.size()) + ",";
+        data.append(reinterpret_cast<const char*>(f8[i].second.data()), f8[i].second.size());
+        h += std::to_string(data.size()) + "]}";
+    }
+    h += "}";
+    while (h.size() % 8) h += ' ';
+    std::string bytes(8, '\0');
+    for (int i = 0; i < 8; ++i) bytes[size_t(i)] = char((uint64_t(h.size()) >> (8 * i)) & 0xff);
+    const std::string fp8 = plain.substr(0, plain.size() - std::strlen("f32.safetensors")) + "fp8.safetensors";
+    std::ofstream(fp8, std::ios::binary | std::ios::trunc).write((bytes + h + data).data(), std::streamsize(8 + h.size() + data.size()));
+
+    const models::UNet2DConditionModel u(tiny4(), nn::WeightBuilder(nn::random_source(7, 1.0f)));
+    const std::string key = std::string(kAttn) + "attn1.to_q.weight";
+    CHECK(u.set_loras(stack({{plain, 0.7}}, true)).empty());
+    const Tensor want = u.weight_table()->find(key).clone();
+    CHECK(u.set_loras(stack({{fp8, 0.7}}, true)).empty());
+    CHECK_MSG(same_bits(u.weight_table()->find(key), want), "the fp8 LoRA fused to other weights than its F32 twin");
+    CHECK(u.set_loras({}).empty());
+    std::remove(plain.c_str());
+    std::remove(fp8.c_str());
+}

@@ -347,6 +347,39 @@ SDXL_TEST(test_safetensors_get_f32_widening_is_exact) {
     CHECK(h.storage() != f->get("h").storage());  // a new F32 tensor, not a view
 }
 
+// get_f32_rows widens only the rows asked for (an F32 tensor gives a view), equal to those rows of get_f32; the
+// pages it read are released after widening, and reading them again gives the same values.
+SDXL_TEST(test_safetensors_get_f32_rows) {
+    std::vector<uint16_t> h(96 * 1024);  // 3 x [32, 1024] F16: 64 KiB per part, whole pages inside each
+    for (size_t i = 0; i < h.size(); ++i) h[i] = uint16_t((i * 2654435761u) & 0x7bff);  // finite halves
+    std::vector<float> w(6 * 5);
+    for (size_t i = 0; i < w.size(); ++i) w[i] = float(i) * 0.5f - 3.0f;
+    TempDir dir;
+    const std::string path = dir.write("rows.safetensors", build_file({{"in_proj", "F16", {96, 1024}, bytes_of(h)},
+                                                                      {"w", "F32", {6, 5}, bytes_of(w)}}));
+    auto f = SafetensorsFile::open(path);
+    const Tensor whole = f->get_f32("in_proj").clone();
+    for (int pass = 0; pass < 2; ++pass) {  // the second pass reads pages the first one released
+        for (int part = 0; part < 3; ++part) {
+            const Tensor rows = f->get_f32_rows("in_proj", 32 * part, 32 * (part + 1));
+            CHECK(rows.shape() == (Shape{32, 1024}) && rows.dtype() == DType::F32);
+            CHECK_MSG(std::memcmp(rows.raw_data(), whole.data<float>() + part * 32 * 1024, 32 * 1024 * 4) == 0,
+                      "pass " << pass << " part " << part);
+        }
+    }
+    const Tensor v = f->get_f32_rows("w", 2, 4);
+    CHECK(v.shape() == (Shape{2, 5}) && v.storage() == f->get("w").storage());  // F32: a view
+    CHECK(v.contiguous().data<float>()[0] == w[10]);
+    for (auto [b, e] : {std::pair<int64_t, int64_t>{-1, 2}, {3, 2}, {0, 7}}) {
+        try {
+            (void)f->get_f32_rows("w", b, e);
+            CHECK_MSG(false, "rows [" << b << ", " << e << ") accepted");
+        } catch (const Error& err) {
+            CHECK(err.code() == ErrorCode::INVALID_ARGUMENT);
+        }
+    }
+}
+
 // Every F8_E4M3 (float8_e4m3fn) and F8_E5M2 code widens to the value its format defines, computed here from the
 // definitions with ldexp (independently of core/half.h): e4m3fn = sign, 4 exponent bits (bias 7), 3 mantissa bits,
 // subnormals m * 2^-9, no infinities, only S.1111.111 is NaN (max 448); e5m2 = sign, 5 exponent bits (bias 15),

@@ -703,34 +703,56 @@ struct Float8Table {
 
 Tensor SafetensorsFile::get_f32(const std::string& name) const {
     const TensorInfo& info = require(name, true);
+    return get_f32_rows(name, 0, info.shape.empty() ? 1 : info.shape[0]);
+}
+
+Tensor SafetensorsFile::get_f32_rows(const std::string& name, int64_t row_begin, int64_t row_end) const {
+    const TensorInfo& info = require(name, true);
+    const int64_t rows = info.shape.empty() ? 1 : info.shape[0];
+    if (row_begin < 0 || row_end < row_begin || row_end > rows)
+        fail(ErrorCode::INVALID_ARGUMENT, path_, ": rows [", row_begin, ", ", row_end, ") of tensor ", quoted(name),
+             " with ", rows, " rows");
+    const bool all = row_begin == 0 && row_end == rows;
+    if (info.dtype == DType::I64 && info.float8 == TensorInfo::Float8::NONE)
+        fail(ErrorCode::INVALID_ARGUMENT, path_, ": tensor ", quoted(name), " is I64, not a floating-point tensor");
+    if (info.dtype == DType::F32 && info.float8 == TensorInfo::Float8::NONE) {
+        const Tensor t = get(name);
+        return all ? t : t.narrow(0, row_begin, row_end - row_begin);
+    }
+    Shape shape = info.shape;
+    if (!shape.empty()) shape[0] = row_end - row_begin;
+    Tensor out = Tensor::empty(shape, DType::F32);
+    const int64_t n = out.numel();
+    if (n == 0) return out;
+    const int64_t row_elems = rows > 0 ? int64_t(shape_numel(info.shape) / rows) : 0;
+    float* dst = out.data<float>();
+    const char* src = bytes_of(info) + size_t(row_begin * row_elems) * info.element_size;
     if (info.float8 != TensorInfo::Float8::NONE) {
         static const Float8Table e4m3(f8e4m3fn_to_f32), e5m2(f8e5m2_to_f32);
         const float* table = info.float8 == TensorInfo::Float8::E4M3FN ? e4m3.values : e5m2.values;
-        Tensor out = Tensor::empty(info.shape, DType::F32);
-        float* dst = out.data<float>();
-        const uint8_t* src = reinterpret_cast<const uint8_t*>(bytes_of(info));
-        parallel_for(out.numel(), 1 << 16, [&](int64_t b, int64_t e) {
-            for (int64_t i = b; i < e; ++i) dst[i] = table[src[i]];
+        const uint8_t* s8 = reinterpret_cast<const uint8_t*>(src);
+        parallel_for(n, 1 << 16, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) dst[i] = table[s8[i]];
         });
-        return out;
+    } else {
+        const bool bf16 = info.dtype == DType::BF16;
+        // Source may be misaligned, hence memcpy per element (compiles to a plain load).
+        parallel_for(n, 1 << 16, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) {
+                uint16_t h;
+                std::memcpy(&h, src + 2 * i, 2);
+                dst[i] = bf16 ? bf16_to_f32(h) : f16_to_f32(h);
+            }
+        });
     }
-    if (info.dtype == DType::F32) return get(name);
-    if (info.dtype == DType::I64)
-        fail(ErrorCode::INVALID_ARGUMENT, path_, ": tensor ", quoted(name), " is I64, not a floating-point tensor");
-    Tensor out = Tensor::empty(info.shape, DType::F32);
-    float* dst = out.data<float>();
-    const char* src = bytes_of(info);
-    const bool bf16 = info.dtype == DType::BF16;
-    const int64_t n = out.numel();
-    // Source may be misaligned, hence memcpy per element (compiles to a plain load).
-    parallel_for(n, 1 << 16, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) {
-            uint16_t h;
-            std::memcpy(&h, src + 2 * i, 2);
-            dst[i] = bf16 ? bf16_to_f32(h) : f16_to_f32(h);
-        }
-    });
+    release_pages(src, size_t(n) * info.element_size);
     return out;
+}
+
+void SafetensorsFile::release_pages(const char* begin, size_t n) const {
+    const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+    const uintptr_t b = (uintptr_t(begin) + page - 1) / page * page, e = (uintptr_t(begin) + n) / page * page;
+    if (b < e) (void)::madvise(reinterpret_cast<void*>(b), size_t(e - b), MADV_DONTNEED);  // advice only
 }
 
 }  // namespace sdxl::io

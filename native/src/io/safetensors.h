@@ -68,11 +68,17 @@ public:
     // F16/BF16/F8_E4M3/F8_E5M2 widened (exactly) to a new F32 tensor; F32 returned as get() does;
     // I64 -> INVALID_ARGUMENT; other dtypes UNSUPPORTED.
     Tensor get_f32(const std::string& name) const;
+    // Rows [row_begin, row_end) of dimension 0, as get_f32 gives them (F32: a view; others: only those rows widened).
+    // After widening, the whole pages of the bytes read are dropped from this process's resident set (the mapping
+    // is private and those bytes are never written, so a later read simply maps the file's page again): a widened
+    // load keeps only its F32 copy resident, not the file's pages as well.
+    Tensor get_f32_rows(const std::string& name, int64_t row_begin, int64_t row_end) const;
 
 private:
     SafetensorsFile() = default;
     const TensorInfo& require(const std::string& name, bool float8_ok = false) const;
     const char* bytes_of(const TensorInfo& info) const;
+    void release_pages(const char* begin, size_t n) const;  // MADV_DONTNEED of the whole pages inside
 
     std::string path_;
     Header header_;

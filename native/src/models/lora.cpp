@@ -308,7 +308,7 @@ std::shared_ptr<const LoraFile> LoraFile::open(const std::string& path, bool len
                 if (ends_with(k, suf)) unsupported_kinds.insert(what);
             continue;
         }
-        if (!t.supported || t.dtype == DType::I64) {
+        if (!t.loads_as_f32()) {  // F32/F16/BF16, and fp8 (widened as checkpoints are)
             bad_dtype.push_back(k + " (" + t.dtype_name + ")");
             continue;
         }

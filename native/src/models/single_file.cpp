@@ -448,15 +448,12 @@ public:
         if (!inf.loads_as_f32())
             fail(ErrorCode::BAD_MODEL_FILE, file_->path(), ": tensor '", s.key, "' (for ", key, ") is ",
                  inf.dtype_name, ", weights must be F32, F16, BF16 or F8_E4M3 / F8_E5M2");
-        const bool widened = inf.dtype_name != "F32";
+        if (s.op == SgmOp::ROWS) {
+            check_rows(s, inf.shape);
+            return file_->get_f32_rows(s.key, s.row_begin, s.row_end);  // F32: a view; others: these rows widened
+        }
         Tensor t = file_->get_f32(s.key);  // F32: a view into the mapping; F16/BF16/F8: widened once
         switch (s.op) {
-            case SgmOp::ROWS: {
-                check_rows(s, inf.shape);
-                Tensor rows = t.narrow(0, s.row_begin, s.row_end - s.row_begin);  // contiguous rows: a view
-                // A view of a widened copy would keep all three parts alive for each of q, k, v.
-                return widened ? rows.clone() : rows;
-            }
             case SgmOp::TRANSPOSE: {
                 if (inf.shape.size() != 2)
                     fail(ErrorCode::BAD_MODEL_FILE, file_->path(), ": tensor '", s.key, "' must be 2-D");
