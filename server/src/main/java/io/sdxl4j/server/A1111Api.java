@@ -8,6 +8,7 @@ import io.javalin.config.RoutesConfig;
 import io.javalin.http.Context;
 import io.sdxl4j.SchedulerKind;
 import io.sdxl4j.Sdxl4j;
+import io.sdxl4j.images.GenerationParameters;
 import java.awt.image.BufferedImage;
 import java.time.LocalDateTime;
 import java.time.format.DateTimeFormatter;
@@ -291,7 +292,9 @@ final class A1111Api {
         info.put("subseed_strength", 0);
         info.put("width", s.width());
         info.put("height", s.height());
-        info.put("sampler_name", s.scheduler() != null ? s.scheduler().displayName() : req.samplerName);
+        // The sampler as the infotext names it (with no sampler asked for: the model's own scheduler).
+        info.put("sampler_name", s.scheduler() != null ? s.scheduler().displayName() : batch.images().isEmpty()
+                ? req.samplerName : GenerationParameters.parse(batch.images().get(0).infotext()).sampler().orElse(null));
         info.put("cfg_scale", s.guidanceScale());
         info.put("steps", s.steps());
         info.put("batch_size", req.parameters.get("batch_size").asInt());
@@ -360,7 +363,7 @@ final class A1111Api {
         out.put("eta_relative", Math.max(0, elapsed / progress - elapsed));
         state.put("job", "job " + job.id);
         state.put("job_count", count);
-        state.put("job_timestamp", Long.toString(job.startedNanos));
+        state.put("job_timestamp", job.startedAt == null ? "0" : job.startedAt.format(JOB_TIMESTAMP));
         state.put("job_no", job.imageIndex);
         state.put("sampling_step", step);
         state.put("sampling_steps", steps);

@@ -138,7 +138,7 @@ final class JobQueue implements AutoCloseable {
         }
     }
 
-    /** Cancels every job and stops the worker once the running job has stopped. */
+    /** Cancels every job and returns once the running job has stopped (after its current step). */
     @Override
     public void close() {
         List<Job<?>> left;
@@ -153,9 +153,15 @@ final class JobQueue implements AutoCloseable {
         if (r != null) {
             r.cancel(Reason.SHUTDOWN);
         }
-        try {
-            worker.join(60_000);
-        } catch (InterruptedException e) {
+        boolean interrupted = false;
+        while (worker.isAlive()) {
+            try {
+                worker.join();
+            } catch (InterruptedException e) {
+                interrupted = true;  // the pipelines must not close under a running step
+            }
+        }
+        if (interrupted) {
             Thread.currentThread().interrupt();
         }
     }
@@ -171,6 +177,7 @@ final class JobQueue implements AutoCloseable {
         private volatile Reason cancelled;
         // progress, written by the worker
         volatile long startedNanos;
+        volatile java.time.LocalDateTime startedAt;
         volatile int imageIndex, imageCount = 1, imageHeight, imageWidth, step, steps;
         private volatile long lastStepNanos;
         private volatile boolean previewWanted;
@@ -244,6 +251,7 @@ final class JobQueue implements AutoCloseable {
                 return;
             }
             startedNanos = System.nanoTime();
+            startedAt = java.time.LocalDateTime.now();
             listener.started(this, startedNanos - submittedNanos);
             Throwable failure = null;
             try {

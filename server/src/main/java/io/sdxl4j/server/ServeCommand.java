@@ -70,11 +70,12 @@ public final class ServeCommand implements Callable<Integer> {
     public static void main(String[] args) {
         CommandLine cli = new CommandLine(new ServeCommand());
         cli.setExecutionExceptionHandler((e, cmd, parsed) -> {
-            if (e instanceof SdxlException || e instanceof IllegalArgumentException) {
-                cmd.getErr().println("error: " + e.getMessage());
-                return 2;
+            // A message, not a stack trace (a port in use, a missing model, a bad option); SDXL4J_DEBUG=1 shows it.
+            cmd.getErr().println("error: " + (e.getMessage() != null ? e.getMessage() : e.toString()));
+            if (System.getenv("SDXL4J_DEBUG") != null) {
+                e.printStackTrace(cmd.getErr());
             }
-            throw e;
+            return 2;
         });
         int code = cli.execute(args);
         if (code != 0) {

@@ -140,13 +140,16 @@ public final class Server implements AutoCloseable {
         stopped.await();
     }
 
-    /** Stops listening, cancels every queued and running job, and closes the pipelines. */
+    /**
+     * Cancels every queued and running job (waiting for the running one to finish its current step, so that no
+     * pipeline is closed under it; their clients get 503), stops listening, and closes the pipelines.
+     */
     @Override
     public void close() {
+        queue.close();
         if (app != null) {
             app.stop();
         }
-        queue.close();
         pipelines.close();
         stopped.countDown();
     }
