@@ -46,10 +46,11 @@ import java.util.Map;
  * the Java API's for the same request); without it each call draws a fresh random seed, reported in the metadata.
  * {@code generate(prompt, n)} draws n different images from one seed, as diffusers' {@code num_images_per_prompt}.
  *
- * <p>Errors are {@link SdxlException}s with their {@link ErrorCode} (INVALID_ARGUMENT for bad arguments, raised before
- * any model runs). Inpainting ({@link #edit(Image, Image, String)}) is not supported and says so with an
- * {@link IllegalArgumentException}, as the interface documents for unsupported operations. Safe to call from several
- * threads. Close it to release the pipelines it loaded (a pipeline handed to {@link Builder#pipeline} stays open).
+ * <p>Errors are {@link SdxlException}s with their {@link ErrorCode}: INVALID_ARGUMENT for bad arguments (raised before
+ * any model runs), UNSUPPORTED for an image at a remote URL (nothing is downloaded). Inpainting
+ * ({@link #edit(Image, Image, String)}) is not supported and says so with an {@link IllegalArgumentException}, as the
+ * interface documents for unsupported operations. Safe to call from several threads. Close it to release the
+ * pipelines it loaded (a pipeline handed to {@link Builder#pipeline} stays open).
  */
 public final class Sdxl4jImageModel implements ImageModel, AutoCloseable {
     /** The MIME type of every image this model returns. */
@@ -106,7 +107,7 @@ public final class Sdxl4jImageModel implements ImageModel, AutoCloseable {
 
     /**
      * Image to image: the picture (base64 data, or a {@code data:} or {@code file:} URL; nothing is downloaded) is
-     * cropped to a multiple of 8 as diffusers does, noised to {@link Builder#strength} and denoised following the
+     * resized down to a multiple of 8 as diffusers does, noised to {@link Builder#strength} and denoised following the
      * prompt, at the picture's size. The img2img pipeline is loaded on the first call (a second copy of the model's
      * weights while this model is open).
      */
@@ -205,11 +206,12 @@ public final class Sdxl4jImageModel implements ImageModel, AutoCloseable {
             String s = url.getSchemeSpecificPart();
             int comma = s.indexOf(',');
             if (comma < 0 || !s.substring(0, comma).endsWith(";base64")) {
-                throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "a data: URL of an image must be base64 (data:image/png;base64,...)");
+                throw new SdxlException(ErrorCode.INVALID_ARGUMENT,
+                        "a data: URL of an image must be base64 (data:image/png;base64,...)");
             }
             return Images.read(base64(s.substring(comma + 1), "the data: URL"), "the image to edit");
         }
-        throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "the image to edit is at " + url.getScheme()
+        throw new SdxlException(ErrorCode.UNSUPPORTED, "the image to edit is at " + url.getScheme()
                 + ": URL; sdxl4j downloads nothing: pass base64 data, a data: URL or a file: URL");
     }
 
@@ -258,7 +260,10 @@ public final class Sdxl4jImageModel implements ImageModel, AutoCloseable {
         public Builder size(int width, int height) { this.width = width; this.height = height; return this; }
         public Builder scheduler(SchedulerKind k) { this.scheduler = k; return this; }
         /** A sampler by any name {@link SchedulerKind#fromName} knows ("DPM++ 2M Karras", "dpmpp_2m", ...). */
-        public Builder scheduler(String name) { this.scheduler = name == null ? null : SchedulerKind.fromName(name); return this; }
+        public Builder scheduler(String name) {
+            this.scheduler = name == null ? null : SchedulerKind.fromName(name);
+            return this;
+        }
         public Builder negativePrompt(String p) { this.negativePrompt = p; return this; }
         /** A fixed seed for every call, or null (the default) for a fresh random seed per call. */
         public Builder seed(Long s) { this.seed = s; return this; }

@@ -171,8 +171,10 @@ class Sdxl4jImageModelTest {
     @Test
     void editRefusesWhatItCannotRead() {
         try (Sdxl4jImageModel model = small().build()) {
-            rejects(() -> model.edit(Image.builder().url(URI.create("https://example.com/cat.png")).build(), "x"),
-                    "downloads nothing");
+            SdxlException remote = assertThrows(SdxlException.class,
+                    () -> model.edit(Image.builder().url(URI.create("https://example.com/cat.png")).build(), "x"));
+            assertEquals(ErrorCode.UNSUPPORTED, remote.code());
+            assertTrue(remote.getMessage().contains("downloads nothing"), remote.getMessage());
             rejects(() -> model.edit(Image.builder().base64Data("!!not base64!!").build(), "x"), "not valid base64");
             rejects(() -> model.edit(Image.builder().base64Data(Base64.getEncoder().encodeToString(new byte[] {1, 2, 3}))
                     .build(), "x"), "not an image format");
