@@ -150,6 +150,11 @@ public final class GenerationResult {
         Images.writePng(image(i), file, java.util.Map.of("parameters", parameters(i).toInfotext()));
     }
 
+    /** Image i as the bytes of the PNG {@link #savePng} writes (with its "parameters" text chunk). */
+    public byte[] pngBytes(int i) {
+        return Images.pngBytes(image(i), java.util.Map.of("parameters", parameters(i).toInfotext()));
+    }
+
     private void requireImages() {
         if (pixels == null) {
             throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "this result holds latents only (Output.LATENT)");

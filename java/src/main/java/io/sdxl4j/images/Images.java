@@ -199,11 +199,34 @@ public final class Images {
         if (Files.isDirectory(file)) {
             throw new SdxlException(ErrorCode.INVALID_ARGUMENT, file + " is a directory, not an image file");
         }
-        try (InputStream in = Files.newInputStream(file);
-             ImageInputStream stream = new MemoryCacheImageInputStream(in)) {
+        try (InputStream in = Files.newInputStream(file)) {
+            return decode(in, file.toString());
+        } catch (NoSuchFileException e) {
+            throw new SdxlException(ErrorCode.NOT_FOUND, "image file not found: " + file, e);
+        } catch (AccessDeniedException e) {
+            throw new SdxlException(ErrorCode.INVALID_ARGUMENT, file + ": permission denied", e);
+        } catch (IOException e) {
+            throw new SdxlException(ErrorCode.INVALID_ARGUMENT, file + ": cannot decode the image: " + e, e);
+        }
+    }
+
+    /**
+     * {@link #read(Path)} for an encoded image in memory (e.g. base64 from a request); {@code what} names it in
+     * messages. INVALID_ARGUMENT when it is not an image ImageIO decodes, is corrupt or is too large.
+     */
+    public static BufferedImage read(byte[] encoded, String what) {
+        try {
+            return decode(new java.io.ByteArrayInputStream(encoded), what);
+        } catch (IOException e) {
+            throw new SdxlException(ErrorCode.INVALID_ARGUMENT, what + ": cannot decode the image: " + e, e);
+        }
+    }
+
+    private static BufferedImage decode(InputStream in, String what) throws IOException {
+        try (ImageInputStream stream = new MemoryCacheImageInputStream(in)) {
             Iterator<ImageReader> readers = ImageIO.getImageReaders(stream);
             if (!readers.hasNext()) {
-                throw new SdxlException(ErrorCode.INVALID_ARGUMENT, file
+                throw new SdxlException(ErrorCode.INVALID_ARGUMENT, what
                         + ": not an image format this Java can decode (PNG, JPEG, BMP, GIF and TIFF are)");
             }
             ImageReader reader = readers.next();
@@ -211,23 +234,19 @@ public final class Images {
                 reader.setInput(stream, true, true);
                 long pixels = (long) reader.getWidth(0) * reader.getHeight(0);
                 if (pixels > MAX_PIXELS) {
-                    throw new SdxlException(ErrorCode.INVALID_ARGUMENT, file + ": " + reader.getWidth(0) + "x"
+                    throw new SdxlException(ErrorCode.INVALID_ARGUMENT, what + ": " + reader.getWidth(0) + "x"
                             + reader.getHeight(0) + " pixels is more than the " + MAX_PIXELS + " accepted");
                 }
                 return reader.read(0);
             } finally {
                 reader.dispose();
             }
-        } catch (NoSuchFileException e) {
-            throw new SdxlException(ErrorCode.NOT_FOUND, "image file not found: " + file, e);
-        } catch (AccessDeniedException e) {
-            throw new SdxlException(ErrorCode.INVALID_ARGUMENT, file + ": permission denied", e);
-        } catch (IOException | RuntimeException e) {
+        } catch (RuntimeException e) {
             if (e instanceof SdxlException se) {
                 throw se;
             }
             // ImageIO reports corrupt data with IOExceptions and, for some codecs, with unchecked exceptions.
-            throw new SdxlException(ErrorCode.INVALID_ARGUMENT, file + ": cannot decode the image: " + e, e);
+            throw new SdxlException(ErrorCode.INVALID_ARGUMENT, what + ": cannot decode the image: " + e, e);
         }
     }
 
@@ -238,23 +257,15 @@ public final class Images {
      * temporary sibling first and moved into place, so a reader never sees half a file.
      */
     public static void writePng(BufferedImage img, Path file, Map<String, String> textChunks) {
-        ImageWriter writer = ImageIO.getImageWritersByFormatName("png").next();
         Path target = file.toAbsolutePath();
         Path tmp = null;
         try {
-            IIOMetadata metadata = writer.getDefaultImageMetadata(ImageTypeSpecifier.createFromRenderedImage(img),
-                    writer.getDefaultWriteParam());
-            if (textChunks != null && !textChunks.isEmpty()) {
-                metadata.mergeTree(PNG_FORMAT, textTree(textChunks));
-            }
             // Not Files.createTempFile: its owner-only permissions would stay on the moved file.
             tmp = target.resolveSibling("." + target.getFileName() + "." + ProcessHandle.current().pid() + "."
                     + System.nanoTime() + ".tmp");
             try (OutputStream out = Files.newOutputStream(tmp, StandardOpenOption.CREATE_NEW,
-                    StandardOpenOption.WRITE);
-                 ImageOutputStream stream = new MemoryCacheImageOutputStream(out)) {
-                writer.setOutput(stream);
-                writer.write(null, new IIOImage(img, null, metadata), writer.getDefaultWriteParam());
+                    StandardOpenOption.WRITE)) {
+                writePng(img, textChunks, out);
             }
             try {
                 Files.move(tmp, target, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
@@ -268,7 +279,6 @@ public final class Images {
         } catch (IOException e) {
             throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "cannot write " + file + ": " + e, e);
         } finally {
-            writer.dispose();
             if (tmp != null) {
                 try {
                     Files.deleteIfExists(tmp);
@@ -276,6 +286,36 @@ public final class Images {
                     // The original error matters more than a leftover temporary file.
                 }
             }
+        }
+    }
+
+    /**
+     * The bytes of the PNG that {@link #writePng(BufferedImage, Path, Map)} writes, for callers that send images
+     * instead of saving them (base64 in JSON, adapters' image objects).
+     */
+    public static byte[] pngBytes(BufferedImage img, Map<String, String> textChunks) {
+        java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+        try {
+            writePng(img, textChunks, out);
+        } catch (IOException e) {
+            throw new SdxlException(ErrorCode.INTERNAL, "cannot encode a PNG: " + e, e);
+        }
+        return out.toByteArray();
+    }
+
+    private static void writePng(BufferedImage img, Map<String, String> textChunks, OutputStream out)
+            throws IOException {
+        ImageWriter writer = ImageIO.getImageWritersByFormatName("png").next();
+        try (ImageOutputStream stream = new MemoryCacheImageOutputStream(out)) {
+            IIOMetadata metadata = writer.getDefaultImageMetadata(ImageTypeSpecifier.createFromRenderedImage(img),
+                    writer.getDefaultWriteParam());
+            if (textChunks != null && !textChunks.isEmpty()) {
+                metadata.mergeTree(PNG_FORMAT, textTree(textChunks));
+            }
+            writer.setOutput(stream);
+            writer.write(null, new IIOImage(img, null, metadata), writer.getDefaultWriteParam());
+        } finally {
+            writer.dispose();
         }
     }
 

@@ -445,6 +445,8 @@ class ImagesTest {
         assertEquals(17, back.getHeight());
         assertArrayEquals(Images.rgbPixels(img), Images.rgbPixels(back));
         assertEquals(text, Images.readPngText(file));
+        assertArrayEquals(Files.readAllBytes(file), Images.pngBytes(img, text), "in memory: the same bytes as the file");
+        assertArrayEquals(Images.rgbPixels(img), Images.rgbPixels(Images.read(Images.pngBytes(img, text), "bytes")));
 
         // Pillow's rule, read from the raw chunks: Latin-1 text as tEXt, the rest as iTXt.
         List<String> chunks = chunkSummaries(file);
@@ -458,7 +460,7 @@ class ImagesTest {
     }
 
     @Test
-    void pngWriteErrors() {
+    void pngWriteErrors() throws IOException {
         BufferedImage img = formula(8, 8);
         assertEquals(ErrorCode.NOT_FOUND, assertThrows(SdxlException.class,
                 () -> Images.writePng(img, dir.resolve("no/such/folder.png"), Map.of())).code());
@@ -466,6 +468,14 @@ class ImagesTest {
                 () -> Images.writePng(img, dir.resolve("k.png"), Map.of("", "v"))).code());
         assertEquals(ErrorCode.INVALID_ARGUMENT, assertThrows(SdxlException.class,
                 () -> Images.writePng(img, dir.resolve("k.png"), Map.of("kéy\u2014", "v"))).code());
+        assertEquals(ErrorCode.INVALID_ARGUMENT, assertThrows(SdxlException.class,
+                () -> Images.pngBytes(img, Map.of("", "v"))).code());
+        SdxlException notImage = assertThrows(SdxlException.class, () -> Images.read(new byte[] {1, 2, 3}, "init image"));
+        assertEquals(ErrorCode.INVALID_ARGUMENT, notImage.code());
+        assertTrue(notImage.getMessage().contains("init image: not an image format"), notImage.getMessage());
+        try (var files = Files.list(dir)) {
+            assertEquals(List.of(), files.toList(), "a refused write leaves no temporary file");
+        }
         assertEquals(ErrorCode.NOT_FOUND, assertThrows(SdxlException.class,
                 () -> Images.readPngText(dir.resolve("missing.png"))).code());
     }
