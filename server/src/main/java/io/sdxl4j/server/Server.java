@@ -43,6 +43,8 @@ public final class Server implements AutoCloseable {
     final JobQueue queue;
     private final boolean watermark;
     private final byte[] apiKey;
+    /** The page at / to try the server from a browser (it speaks the A1111 routes, as any A1111 client does). */
+    private static final String WEB_PAGE = readPage();
     private final OpenAiApi openAi;
     private final A1111Api a1111;
     private volatile double averageJobSeconds = 1.0;
@@ -107,6 +109,7 @@ public final class Server implements AutoCloseable {
             c.startup.showOldJavalinVersionWarning = false;
             c.routes.before(this::authorize);
             c.routes.get("/health", ctx -> json(ctx, health()));
+            c.routes.get("/", ctx -> ctx.html(WEB_PAGE));
             c.routes.get("/metrics", ctx -> ctx.contentType("text/plain; version=0.0.4; charset=utf-8").result(metrics.scrape()));
             openAi.routes(c.routes);
             a1111.routes(c.routes);
@@ -170,8 +173,20 @@ public final class Server implements AutoCloseable {
         return h;
     }
 
+    private static String readPage() {
+        try (var in = Server.class.getResourceAsStream("index.html")) {
+            if (in == null) {
+                throw new IllegalStateException("index.html is missing from the server jar");
+            }
+            return new String(in.readAllBytes(), StandardCharsets.UTF_8);
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        }
+    }
+
     private void authorize(Context ctx) {
-        if (apiKey == null || ctx.path().equals("/health")) {
+        // The page itself carries no data (it asks for the key and sends it with its API calls).
+        if (apiKey == null || ctx.path().equals("/health") || ctx.path().equals("/")) {
             return;
         }
         String header = ctx.header("Authorization");
