@@ -6,7 +6,9 @@ import com.fasterxml.jackson.databind.node.NullNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.javalin.config.RoutesConfig;
 import io.javalin.http.Context;
+import io.sdxl4j.PromptSyntax;
 import io.sdxl4j.SchedulerKind;
+import io.sdxl4j.text.LoraTags;
 import io.sdxl4j.Sdxl4j;
 import io.sdxl4j.images.GenerationParameters;
 import java.awt.image.BufferedImage;
@@ -24,7 +26,8 @@ import java.util.Locale;
  * asks for something, rather than silently ignored. Responses carry {@code images} (base64 PNGs with the infotext
  * in their "parameters" chunk), {@code parameters} (the request as run) and {@code info} (a JSON string with A1111's
  * keys, {@code infotexts} among them). Image i of a request uses seed + i, as in A1111. Nothing is ever saved:
- * {@code save_images} writes no file.
+ * {@code save_images} writes no file. Prompts are read with A1111's emphasis syntax ({@code (word:1.2)}, {@code [word]},
+ * {@code BREAK}), as A1111 reads them.
  */
 final class A1111Api {
     private static final DateTimeFormatter JOB_TIMESTAMP = DateTimeFormatter.ofPattern("yyyyMMddHHmmss");
@@ -82,8 +85,9 @@ final class A1111Api {
         ServerConfig c = server.config;
         refuseUnsupported(f, img2img);
         double eta = settings(f.object("override_settings"), etaDdim);
-        String prompt = f.string("prompt", "", 32000);
-        String negative = f.has("negative_prompt") ? f.string("negative_prompt", "", 32000) : null;
+        String prompt = extraNetworks("prompt", f.string("prompt", "", 32000));
+        String negative = f.has("negative_prompt") ? extraNetworks("negative_prompt", f.string("negative_prompt", "", 32000))
+                : null;
         long seed = f.longOrNull("seed") == null ? -1 : f.longOrNull("seed");
         int batchSize = f.integer("batch_size", 1, 1, c.maxImages());
         int nIter = f.integer("n_iter", 1, 1, c.maxImages());
@@ -150,7 +154,7 @@ final class A1111Api {
         f.bool("save_images", false);  // accepted; this server never writes files
 
         long firstSeed = seed == -1 ? Server.randomSeed() : seed;
-        ImageSpec spec = new ImageSpec(prompt, negative, width, height, steps, cfg, firstSeed, kind, batchSize * nIter,
+        ImageSpec spec = new ImageSpec(prompt, negative, PromptSyntax.A1111, width, height, steps, cfg, firstSeed, kind, batchSize * nIter,
                 useRefiner, switchAt, init, resize, strength, eta);
 
         // A1111 echoes its whole request model; here the request as sent, with the fields that ran filled in.
@@ -172,6 +176,19 @@ final class A1111Api {
             }
         }
         return new Request(spec, parameters, sendImages, samplerName);
+    }
+
+    /**
+     * A1111 cuts extra-network tags ({@code <name:...>}) out of prompts. LoRA tags would load a LoRA into the one
+     * shared pipeline for one request, which this server does not do: refused.
+     */
+    private static String extraNetworks(String field, String prompt) {
+        LoraTags.Parsed p = LoraTags.parse(prompt);
+        if (!p.loras().isEmpty()) {
+            throw ApiException.badRequest(field, "LoRA tags such as <lora:" + p.loras().get(0).name()
+                    + ":...> are not supported by the server; remove them");
+        }
+        return p.prompt();
     }
 
     /** Fields that ask for something these pipelines do not do: 400 when set to anything but A1111's "off" value. */

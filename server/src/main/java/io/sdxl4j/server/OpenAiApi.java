@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.javalin.config.RoutesConfig;
 import io.javalin.http.Context;
+import io.sdxl4j.PromptSyntax;
 import io.sdxl4j.SchedulerKind;
 import java.util.Locale;
 import java.util.Set;
@@ -14,7 +15,8 @@ import java.util.regex.Pattern;
  * The OpenAI Images API: {@code POST /v1/images/generations} and {@code GET /v1/models}, so that OpenAI clients
  * (the official SDKs, LangChain4j, Spring AI, ...) generate with a base URL pointing here. Images come back as
  * {@code b64_json} PNGs (this server hosts no files, so {@code response_format: "url"} is refused). Beyond OpenAI's
- * fields a request may give {@code negative_prompt}, {@code seed}, {@code steps}, {@code guidance_scale},
+ * fields a request may give {@code negative_prompt}, {@code prompt_syntax} (plain, compel or a1111; default plain, as
+ * diffusers reads prompts), {@code seed}, {@code steps}, {@code guidance_scale},
  * {@code scheduler}, {@code refiner} and {@code refiner_switch_at}; image i of n uses seed + i. Errors are OpenAI's
  * error object with its status codes.
  */
@@ -22,7 +24,7 @@ final class OpenAiApi {
     /** OpenAI's own fields, then ours. Anything else is refused, as OpenAI refuses unknown arguments. */
     private static final Set<String> FIELDS = Set.of("prompt", "model", "n", "size", "response_format", "quality", "style",
             "user", "background", "moderation", "output_format", "output_compression", "stream", "partial_images",
-            "negative_prompt", "seed", "steps", "guidance_scale", "scheduler", "refiner", "refiner_switch_at");
+            "negative_prompt", "prompt_syntax", "seed", "steps", "guidance_scale", "scheduler", "refiner", "refiner_switch_at");
     private static final Pattern SIZE = Pattern.compile("(\\d{1,5})x(\\d{1,5})");
     static final String OWNER = "sdxl4j";
 
@@ -165,7 +167,14 @@ final class OpenAiApi {
         if (switchAt <= 0 || switchAt >= 1) {
             throw ApiException.badRequest("refiner_switch_at", "must be strictly between 0 and 1, got " + switchAt);
         }
-        return new ImageSpec(prompt, negative, width, height, steps, guidance, seed != null ? seed : Server.randomSeed(),
+        String syntaxName = f.string("prompt_syntax", "plain", 16);
+        PromptSyntax syntax;
+        try {
+            syntax = PromptSyntax.valueOf(syntaxName.toUpperCase(Locale.ROOT));
+        } catch (IllegalArgumentException e) {
+            throw ApiException.badRequest("prompt_syntax", "must be plain, compel or a1111, got \"" + syntaxName + "\"");
+        }
+        return new ImageSpec(prompt, negative, syntax, width, height, steps, guidance, seed != null ? seed : Server.randomSeed(),
                 scheduler, n, refiner, switchAt, null, false, 0, 0);
     }
 }

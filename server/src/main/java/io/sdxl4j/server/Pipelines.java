@@ -93,7 +93,7 @@ final class Pipelines implements AutoCloseable {
     /** The Java API request for image {@code i} of {@code spec} (seed {@code spec.seed() + i}). */
     static GenerationRequest request(ImageSpec spec, int i) {
         GenerationRequest.Builder b = GenerationRequest.builder().prompt(spec.prompt()).negativePrompt(spec.negativePrompt())
-                .steps(spec.steps()).guidanceScale(spec.guidanceScale()).seed(spec.seed() + i).scheduler(spec.scheduler())
+                .syntax(spec.syntax()).steps(spec.steps()).guidanceScale(spec.guidanceScale()).seed(spec.seed() + i).scheduler(spec.scheduler())
                 .eta(spec.eta());
         if (!spec.img2img()) {
             b.size(spec.height(), spec.width());
@@ -139,7 +139,7 @@ final class Pipelines implements AutoCloseable {
                         .output(GenerationRequest.Output.LATENT).build(), g, job::onStep, job.token);
                 long[] s = latents.latentShape();
                 GenerationRequest refine = GenerationRequest.builder().prompt(spec.prompt())
-                        .negativePrompt(spec.negativePrompt()).steps(spec.steps()).guidanceScale(spec.guidanceScale())
+                        .negativePrompt(spec.negativePrompt()).syntax(spec.syntax()).steps(spec.steps()).guidanceScale(spec.guidanceScale())
                         .seed(seed).scheduler(spec.scheduler()).eta(spec.eta())
                         .image(ImageInput.latents(latents.latents(), (int) s[0], (int) s[1], (int) s[2], (int) s[3]))
                         .denoisingStart(spec.refinerSwitchAt()).build();

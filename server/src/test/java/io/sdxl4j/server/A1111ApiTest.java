@@ -9,6 +9,7 @@ import io.sdxl4j.GenerationResult;
 import io.sdxl4j.Generator;
 import io.sdxl4j.ImageInput;
 import io.sdxl4j.PipelineOptions;
+import io.sdxl4j.PromptSyntax;
 import io.sdxl4j.Refiner;
 import io.sdxl4j.SchedulerKind;
 import io.sdxl4j.StableDiffusionXL;
@@ -88,7 +89,7 @@ class A1111ApiTest {
         assertTrue(seed >= 0 && seed < 4294967295L, "random seed " + seed);
         assertEquals(-1, r.get("parameters").get("seed").asLong(), "parameters echo the request's seed -1");
         // A1111's defaults: cfg_scale 7; the sampler the model's own.
-        TestSupport.assertSamePixels(javaApi.generate(GenerationRequest.builder().prompt("maltese puppy").steps(5)
+        TestSupport.assertSamePixels(javaApi.generate(GenerationRequest.builder().syntax(PromptSyntax.A1111).prompt("maltese puppy").steps(5)
                 .guidanceScale(7.0).size(64, 64).seed(seed).build()).image(0), img, "wiki payload");
         GenerationParameters p = GenerationParameters.parse(info.get("infotexts").get(0).asText());
         assertEquals(seed, p.seed().getAsLong());
@@ -118,10 +119,14 @@ class A1111ApiTest {
         for (int i = 0; i < 4; i++) {
             String b64 = r.get("images").get(i).asText();
             BufferedImage img = TestSupport.png(b64, 64, 48);
-            GenerationRequest javaRequest = GenerationRequest.builder().prompt("masterpiece, (best quality:1.1), 1girl")
+            GenerationRequest javaRequest = GenerationRequest.builder().syntax(PromptSyntax.A1111).prompt("masterpiece, (best quality:1.1), 1girl")
                     .negativePrompt("lowres").steps(20).guidanceScale(7.0).size(48, 64).seed(1L + i)
                     .scheduler(SchedulerKind.DPMPP_2M).build();
             TestSupport.assertSamePixels(javaApi.generate(javaRequest).image(0), img, "image " + i);
+            if (i == 0) {  // the emphasis "(best quality:1.1)" was read as A1111 reads it, not as plain text
+                assertTrue(TestSupport.differ(javaApi.generate(javaRequest.toBuilder().syntax(PromptSyntax.PLAIN).build())
+                        .image(0), img), "A1111 syntax made a difference");
+            }
             assertEquals(1 + i, info.get("all_seeds").get(i).asLong());
 
             // The infotext, in info and in the PNG itself, parses back to the request.
@@ -160,7 +165,7 @@ class A1111ApiTest {
                  "scheduler": "Karras", "override_settings": {"sd_model_checkpoint": "tiny-sdxl-base",
                  "CLIP_stop_at_last_layers": 1}, "override_settings_restore_afterwards": true}""", null));
         BufferedImage img = TestSupport.png(r.get("images").get(0).asText(), 64, 64);
-        TestSupport.assertSamePixels(javaApi.generate(GenerationRequest.builder().prompt("a fox").steps(6).guidanceScale(7.0)
+        TestSupport.assertSamePixels(javaApi.generate(GenerationRequest.builder().syntax(PromptSyntax.A1111).prompt("a fox").steps(6).guidanceScale(7.0)
                 .size(64, 64).seed(5L).scheduler(SchedulerKind.DPMPP_2M_KARRAS).build()).image(0), img, "Karras");
         assertEquals("DPM++ 2M Karras", GenerationParameters.parse(info(r).get("infotexts").get(0).asText()).sampler().orElseThrow());
     }
@@ -193,7 +198,7 @@ class A1111ApiTest {
         int[] hw = new int[2];
         float[] pixels = Images.preprocess(Images.resizeLanczos(init, 64, 64), hw);
         try (Refiner img2img = Refiner.load(TestSupport.tinyBase())) {
-            GenerationResult expected = img2img.generate(GenerationRequest.builder().prompt("1girl, blue hair").steps(20)
+            GenerationResult expected = img2img.generate(GenerationRequest.builder().syntax(PromptSyntax.A1111).prompt("1girl, blue hair").steps(20)
                     .guidanceScale(7.0).seed(1L).strength(0.5).image(ImageInput.pixels(pixels, 1, hw[0], hw[1])).build());
             TestSupport.assertSamePixels(expected.image(0), img, "img2img");
         }
@@ -209,13 +214,13 @@ class A1111ApiTest {
                 {"prompt": "a castle", "seed": 9, "steps": 10, "width": 64, "height": 64, "cfg_scale": 5,
                  "refiner_checkpoint": "tiny-sdxl-refiner", "refiner_switch_at": 0.7}""", null));
         BufferedImage img = TestSupport.png(r.get("images").get(0).asText(), 64, 64);
-        GenerationRequest request = GenerationRequest.builder().prompt("a castle").steps(10).guidanceScale(5.0)
+        GenerationRequest request = GenerationRequest.builder().syntax(PromptSyntax.A1111).prompt("a castle").steps(10).guidanceScale(5.0)
                 .size(64, 64).seed(9L).build();
         try (Generator g = Generator.seeded(9)) {
             GenerationResult latents = javaApi.generate(request.toBuilder().denoisingEnd(0.7)
                     .output(GenerationRequest.Output.LATENT).build(), g, null, null);
             long[] s = latents.latentShape();
-            GenerationResult refined = javaApiRefiner.generate(GenerationRequest.builder().prompt("a castle").steps(10)
+            GenerationResult refined = javaApiRefiner.generate(GenerationRequest.builder().syntax(PromptSyntax.A1111).prompt("a castle").steps(10)
                     .guidanceScale(5.0).seed(9L).denoisingStart(0.7)
                     .image(ImageInput.latents(latents.latents(), (int) s[0], (int) s[1], (int) s[2], (int) s[3])).build(),
                     g, null, null);

@@ -125,6 +125,7 @@ class HttpErrorsTest {
         badField("{\"prompt\":42}", "prompt");
         badField("{\"prompt\":\"x\",\"scheduler\":\"no such sampler\"}", "scheduler");
         badField("{\"prompt\":\"x\",\"frobnicate\":true}", "frobnicate");
+        badField("{\"prompt\":\"x\",\"prompt_syntax\":\"markdown\"}", "prompt_syntax");
         badField("{\"prompt\":\"x\",\"response_format\":\"url\"}", "response_format");
         badField("{\"prompt\":\"x\",\"refiner\":true}", "refiner");  // started without one
         badField("{\"prompt\":\"x\",\"refiner_switch_at\":1.0}", "refiner_switch_at");
@@ -156,6 +157,7 @@ class HttpErrorsTest {
                 "{\"prompt\":\"x\",\"override_settings\":{\"sd_model_checkpoint\":\"another-model\"}}", KEY), 400,
                 "override_settings.sd_model_checkpoint");
         a1111Error(TestSupport.post(server, "/sdapi/v1/img2img", "{\"prompt\":\"x\"}", KEY), 400, "init_images");
+        a1111Error(TestSupport.post(server, "/sdapi/v1/txt2img", "{\"prompt\":\"a <lora:style:0.8> cat\"}", KEY), 400, "prompt");
         a1111Error(TestSupport.post(server, "/sdapi/v1/img2img", "{\"prompt\":\"x\",\"init_images\":[\"not base64!\"]}", KEY),
                 400, "init_images[0]");
         a1111Error(TestSupport.post(server, "/sdapi/v1/img2img",

@@ -189,7 +189,7 @@ class SchedulingTest {
         assertEquals(1, body.get("images").size(), "the finished image only");
         assertTrue(json(body.get("info").asText()).get("interrupted").asBoolean());
         try (StableDiffusionXL javaApi = StableDiffusionXL.load(TestSupport.tinyBase())) {
-            TestSupport.assertSamePixels(javaApi.generate(GenerationRequest.builder().prompt("a bird").steps(150)
+            TestSupport.assertSamePixels(javaApi.generate(GenerationRequest.builder().syntax(io.sdxl4j.PromptSyntax.A1111).prompt("a bird").steps(150)
                     .guidanceScale(7.0).size(128, 128).seed(11L).build()).image(0),
                     TestSupport.png(body.get("images").get(0).asText(), 128, 128), "the finished image");
         }
