@@ -1,0 +1,221 @@
+package io.sdxl4j.spark;
+
+import io.sdxl4j.ErrorCode;
+import io.sdxl4j.GenerationRequest;
+import io.sdxl4j.GenerationResult;
+import io.sdxl4j.SchedulerKind;
+import io.sdxl4j.SdxlException;
+import io.sdxl4j.StableDiffusionXL;
+import java.nio.charset.StandardCharsets;
+import java.util.Arrays;
+import java.util.Iterator;
+import java.util.Locale;
+import org.apache.spark.TaskContext;
+import org.apache.spark.api.java.function.MapPartitionsFunction;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Encoders;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.RowFactory;
+import org.apache.spark.sql.types.DataTypes;
+import org.apache.spark.sql.types.StructType;
+import org.apache.spark.util.LongAccumulator;
+
+/**
+ * Batch text to image over a Spark {@link Dataset} of prompts.
+ *
+ * <p>Input columns: {@code prompt} (required); optional {@code negative_prompt}, {@code seed}, {@code width},
+ * {@code height}, {@code steps}, {@code guidance}, {@code scheduler}, {@code id}; a column left out or null takes the
+ * {@link GenerateOptions} default. The result has every input column plus {@code image} (PNG bytes with the A1111
+ * {@code parameters} text chunk), {@code seed_used}, {@code parameters} (the A1111 infotext) and {@code error} (null
+ * when the row succeeded; then image is null).
+ *
+ * <p>Each executor JVM loads the pipeline once, on its first row, and every task on it reuses it (tasks of one
+ * executor take turns on it: one pipeline per GPU). A row's image depends only on its own values: a row without a
+ * seed gets {@link #deriveSeed} of the job seed and its id (or, without an id column, its prompt), never anything
+ * about partitioning, so retries, speculative tasks and a repartitioned job give the same bytes.
+ */
+public final class Sdxl4jSpark {
+    /** Columns the result adds. seed_used, not seed: the input may carry a seed column of its own. */
+    public static final String IMAGE = "image";
+    public static final String SEED_USED = "seed_used";
+    public static final String PARAMETERS = "parameters";
+    public static final String ERROR = "error";
+
+    private Sdxl4jSpark() {
+    }
+
+    /**
+     * The input rows with image, seed_used, parameters and error added; lazy like any Spark transformation (nothing
+     * runs before an action). A named accumulator "sdxl4j images" counts the images made (retried tasks count again,
+     * as for any accumulator updated in a transformation).
+     *
+     * @throws SdxlException INVALID_ARGUMENT when the input has no string prompt column or already has an output column
+     */
+    public static Dataset<Row> generate(Dataset<Row> prompts, GenerateOptions options) {
+        StructType in = prompts.schema();
+        if (!Arrays.asList(in.fieldNames()).contains("prompt") || !in.apply("prompt").dataType().equals(DataTypes.StringType)) {
+            throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "the input needs a string column \"prompt\"; it has " + in.simpleString());
+        }
+        for (String c : new String[] {IMAGE, SEED_USED, PARAMETERS, ERROR}) {
+            if (Arrays.asList(in.fieldNames()).contains(c)) {
+                throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "the input already has a column \"" + c + "\"");
+            }
+        }
+        StructType out = in.add(IMAGE, DataTypes.BinaryType, true).add(SEED_USED, DataTypes.LongType, true)
+                .add(PARAMETERS, DataTypes.StringType, true).add(ERROR, DataTypes.StringType, true);
+        LongAccumulator images = prompts.sparkSession().sparkContext().longAccumulator("sdxl4j images");
+        RowGenerator generator = new RowGenerator(options, in, images);
+        return prompts.mapPartitions(generator, Encoders.row(out));
+    }
+
+    /** How many times this JVM has loaded a pipeline (in local mode: the driver's, which is the executor). */
+    public static int pipelineLoads() {
+        return PipelineHolder.loads();
+    }
+
+    /**
+     * The seed of a row without one: SplitMix64's finaliser over the job seed and a 64-bit FNV-1a hash of the id's
+     * text, kept to 32 bits (A1111's seed range, so the infotext can be replayed there).
+     */
+    public static long deriveSeed(long jobSeed, String id) {
+        long h = 0xcbf29ce484222325L;
+        for (byte b : id.getBytes(StandardCharsets.UTF_8)) {
+            h = (h ^ (b & 0xff)) * 0x100000001b3L;
+        }
+        long z = jobSeed * 0x9e3779b97f4a7c15L + h;
+        z = (z ^ (z >>> 30)) * 0xbf58476d1ce4e5b9L;
+        z = (z ^ (z >>> 27)) * 0x94d049bb133111ebL;
+        z = z ^ (z >>> 31);
+        return z & 0xffffffffL;
+    }
+
+    /** The per-partition function Spark ships to executors: options and schema only, the pipeline stays there. */
+    static final class RowGenerator implements MapPartitionsFunction<Row, Row> {
+        private static final long serialVersionUID = 1L;
+        /** Failures the test hook has thrown in this JVM. */
+        static final java.util.concurrent.atomic.AtomicInteger INJECTED_FAILURES = new java.util.concurrent.atomic.AtomicInteger();
+        private final GenerateOptions options;
+        private final StructType in;
+        private final LongAccumulator images;
+
+        RowGenerator(GenerateOptions options, StructType in, LongAccumulator images) {
+            this.options = options;
+            this.in = in;
+            this.images = images;
+        }
+
+        @Override
+        public Iterator<Row> call(Iterator<Row> rows) {
+            TaskContext task = TaskContext.get();
+            boolean injectFailure = task != null && task.attemptNumber() == 0
+                    && task.partitionId() == options.failFirstAttemptOfPartition;
+            return new Iterator<>() {
+                private int done;
+
+                @Override
+                public boolean hasNext() {
+                    return rows.hasNext();
+                }
+
+                @Override
+                public Row next() {
+                    if (injectFailure && done == 1) {
+                        INJECTED_FAILURES.incrementAndGet();
+                        throw new IllegalStateException("injected failure of the first attempt (test hook)");
+                    }
+                    Row r = generateRow(rows.next());
+                    done++;
+                    return r;
+                }
+            };
+        }
+
+        private Row generateRow(Row row) {
+            Object[] values = new Object[in.size() + 4];
+            for (int i = 0; i < in.size(); i++) {
+                values[i] = row.get(i);
+            }
+            int at = in.size();
+            try {
+                GenerationRequest request = request(row);
+                values[at + 1] = request.seed();
+                StableDiffusionXL pipeline = PipelineHolder.get(options);
+                GenerationResult result;
+                synchronized (pipeline) {  // one pipeline per executor: its tasks take turns on it (and on its GPU)
+                    result = pipeline.generate(request);
+                }
+                values[at] = result.pngBytes(0);
+                values[at + 2] = result.parameters(0).toInfotext();
+                if (images != null) {
+                    images.add(1);
+                }
+            } catch (SdxlException | IllegalArgumentException | ClassCastException | ArithmeticException e) {
+                if (options.failOnError()) {
+                    throw e instanceof SdxlException s ? s : new SdxlException(ErrorCode.INVALID_ARGUMENT, e.getMessage(), e);
+                }
+                values[at + 3] = e instanceof SdxlException s ? s.code() + ": " + s.getMessage()
+                        : ErrorCode.INVALID_ARGUMENT + ": " + e.getMessage();
+            }
+            return RowFactory.create(values);
+        }
+
+        /** The Java API request for a row; the row's own values first, the options' defaults for the rest. */
+        GenerationRequest request(Row row) {
+            String prompt = (String) value(row, "prompt");
+            if (prompt == null || prompt.isBlank()) {
+                throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "empty prompt");
+            }
+            String negative = value(row, "negative_prompt") != null ? value(row, "negative_prompt").toString() : options.negativePrompt();
+            int width = intValue(row, "width", options.width());
+            int height = intValue(row, "height", options.height());
+            checkSize("width", width);
+            checkSize("height", height);
+            int steps = intValue(row, "steps", options.steps());
+            if (steps < 1 || steps > 1000) {
+                throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "steps must be 1 to 1000, not " + steps);
+            }
+            Object g = value(row, "guidance");
+            double guidance = g == null ? options.guidanceScale() : number(g).doubleValue();
+            if (!Double.isFinite(guidance) || guidance < 0) {
+                throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "guidance must be a finite number >= 0, not " + guidance);
+            }
+            Object s = value(row, "scheduler");
+            SchedulerKind scheduler = SchedulerKind.fromName(s == null ? options.scheduler() : s.toString());
+            Object seedValue = value(row, "seed");
+            long seed;
+            if (seedValue != null) {
+                seed = number(seedValue).longValue();
+            } else {
+                Object id = value(row, "id");
+                seed = deriveSeed(options.jobSeed(), id != null ? id.toString() : prompt);
+            }
+            return GenerationRequest.builder().prompt(prompt).negativePrompt(negative).size(height, width).steps(steps)
+                    .guidanceScale(guidance).scheduler(scheduler).seed(seed).build();
+        }
+
+        private static void checkSize(String name, int v) {
+            if (v < 8 || v > 4096 || v % 8 != 0) {
+                throw new SdxlException(ErrorCode.INVALID_ARGUMENT, name + " must be a multiple of 8 from 8 to 4096, not " + v);
+            }
+        }
+
+        private Object value(Row row, String column) {
+            int i = Arrays.asList(in.fieldNames()).indexOf(column);
+            return i < 0 || row.isNullAt(i) ? null : row.get(i);
+        }
+
+        private int intValue(Row row, String column, int fallback) {
+            Object v = value(row, column);
+            return v == null ? fallback : Math.toIntExact(number(v).longValue());
+        }
+
+        /** Numbers as any numeric column type, or as text ("42") from CSV input read without a schema. */
+        private static Number number(Object v) {
+            if (v instanceof Number n) {
+                return n;
+            }
+            String t = v.toString().trim().toLowerCase(Locale.ROOT);
+            return t.contains(".") || t.contains("e") ? (Number) Double.parseDouble(t) : (Number) Long.parseLong(t);
+        }
+    }
+}

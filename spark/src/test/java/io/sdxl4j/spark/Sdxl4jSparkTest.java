@@ -1,0 +1,208 @@
+package io.sdxl4j.spark;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.sdxl4j.ErrorCode;
+import io.sdxl4j.GenerationRequest;
+import io.sdxl4j.GenerationResult;
+import io.sdxl4j.SchedulerKind;
+import io.sdxl4j.SdxlException;
+import io.sdxl4j.StableDiffusionXL;
+import java.awt.image.BufferedImage;
+import java.io.ByteArrayInputStream;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import javax.imageio.ImageIO;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.RowFactory;
+import org.apache.spark.sql.SparkSession;
+import org.apache.spark.sql.types.DataTypes;
+import org.apache.spark.sql.types.StructType;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Spark in local[2] (2 task threads, 2 attempts per task) with the bundled tiny SDXL: every row's PNG equals the
+ * single-process Java API's PNG for the same parameters byte for byte, whatever the partitioning and after an
+ * injected task failure; the executor (here: this JVM) loaded the pipeline once; bad rows land in the error column.
+ * 64x64 (some 64x48) images, 2 steps, one Spark session and one comparison pipeline for the class.
+ */
+class Sdxl4jSparkTest {
+    private static final StructType SCHEMA = new StructType().add("id", DataTypes.StringType).add("prompt", DataTypes.StringType)
+            .add("seed", DataTypes.LongType).add("width", DataTypes.IntegerType).add("height", DataTypes.IntegerType)
+            .add("scheduler", DataTypes.StringType);
+    private static final String[] PROMPTS = {"a red bicycle", "a lighthouse at dusk", "a bowl of ramen", "a snowy forest"};
+
+    private static SparkSession spark;
+    private static StableDiffusionXL javaApi;
+    private static GenerateOptions options;
+    /** id to PNG of the 40-row job on its natural partitioning, the baseline the other runs must equal. */
+    private static Map<String, byte[]> baseline;
+
+    @BeforeAll
+    static void start() {
+        Path model = Path.of(System.getProperty("sdxl4j.reference", "../java/src/test/resources/reference"))
+                .resolve("models/tiny-sdxl-base");
+        spark = SparkSession.builder().master("local[2,2]").appName("sdxl4j-spark-test")
+                .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "4").getOrCreate();
+        javaApi = StableDiffusionXL.load(model);
+        options = GenerateOptions.builder(model.toString()).steps(2).size(64, 64).guidanceScale(4.0)
+                .negativePrompt("blurry").jobSeed(2024).build();
+    }
+
+    @AfterAll
+    static void stop() {
+        spark.stop();
+        javaApi.close();
+    }
+
+    /** 40 rows with seeds; every 5th row 64 wide and 48 high, every 4th with DPM++ 2M Karras. */
+    private static Dataset<Row> fortyRows() {
+        List<Row> rows = new ArrayList<>();
+        for (int i = 0; i < 40; i++) {
+            rows.add(RowFactory.create(String.format("r%02d", i), PROMPTS[i % PROMPTS.length], 1000L + 7 * i,
+                    64, i % 5 == 0 ? 48 : 64, i % 4 == 0 ? "DPM++ 2M Karras" : null));
+        }
+        return spark.createDataFrame(rows, SCHEMA).repartition(3);
+    }
+
+    private static Map<String, Row> byId(Dataset<Row> result) {
+        Map<String, Row> m = new TreeMap<>();
+        for (Row r : result.collectAsList()) {
+            m.put(r.getAs("id"), r);
+        }
+        return m;
+    }
+
+    private static Map<String, byte[]> pngs(Dataset<Row> result) {
+        Map<String, byte[]> m = new TreeMap<>();
+        byId(result).forEach((id, r) -> m.put(id, r.getAs(Sdxl4jSpark.IMAGE)));
+        return m;
+    }
+
+    private static synchronized Map<String, byte[]> baseline() {
+        if (baseline == null) {
+            baseline = pngs(Sdxl4jSpark.generate(fortyRows(), options));
+        }
+        return baseline;
+    }
+
+    @Test
+    void fortyRowsGiveTheJavaApisPngsAndOnePipelineLoad() throws IOException {
+        Map<String, Row> rows = byId(Sdxl4jSpark.generate(fortyRows(), options));
+        assertEquals(40, rows.size());
+        for (int i = 0; i < 40; i++) {
+            Row r = rows.get(String.format("r%02d", i));
+            assertNull(r.getAs(Sdxl4jSpark.ERROR));
+            int height = i % 5 == 0 ? 48 : 64;
+            byte[] png = r.getAs(Sdxl4jSpark.IMAGE);
+            BufferedImage img = ImageIO.read(new ByteArrayInputStream(png));
+            assertEquals(64, img.getWidth());
+            assertEquals(height, img.getHeight());
+            assertEquals(1000L + 7 * i, (long) r.getAs(Sdxl4jSpark.SEED_USED));
+            GenerationResult expected = javaApi.generate(GenerationRequest.builder().prompt(PROMPTS[i % PROMPTS.length])
+                    .negativePrompt("blurry").size(height, 64).steps(2).guidanceScale(4.0)
+                    .scheduler(i % 4 == 0 ? SchedulerKind.DPMPP_2M_KARRAS : SchedulerKind.EULER_A).seed(1000L + 7 * i).build());
+            assertArrayEquals(expected.pngBytes(0), png, "row " + i + ": the Java API's PNG bytes");
+            assertEquals(expected.parameters(0).toInfotext(), r.getAs(Sdxl4jSpark.PARAMETERS));
+        }
+        assertEquals(1, Sdxl4jSpark.pipelineLoads(), "one pipeline load in this (driver = executor) JVM");
+    }
+
+    @Test
+    void repartitioningChangesNoByte() {
+        Map<String, byte[]> expected = baseline();
+        for (Dataset<Row> input : List.of(fortyRows().repartition(7), fortyRows().coalesce(1))) {
+            Map<String, byte[]> got = pngs(Sdxl4jSpark.generate(input, options));
+            assertEquals(expected.keySet(), got.keySet());
+            expected.forEach((id, png) -> assertArrayEquals(png, got.get(id), id));
+        }
+        assertEquals(1, Sdxl4jSpark.pipelineLoads());
+    }
+
+    @Test
+    void aTaskThatFailsOnceIsRetriedWithTheSameOutput() {
+        Map<String, byte[]> expected = baseline();
+        GenerateOptions failing = GenerateOptions.builder(options.modelPath()).steps(2).size(64, 64).guidanceScale(4.0)
+                .negativePrompt("blurry").jobSeed(2024).build();
+        failing.failFirstAttemptOfPartition = 1;
+        int before = Sdxl4jSpark.RowGenerator.INJECTED_FAILURES.get();
+        Map<String, byte[]> got = pngs(Sdxl4jSpark.generate(fortyRows(), failing));
+        assertEquals(before + 1, Sdxl4jSpark.RowGenerator.INJECTED_FAILURES.get(), "the first attempt of partition 1 failed");
+        assertEquals(expected.keySet(), got.keySet());
+        expected.forEach((id, png) -> assertArrayEquals(png, got.get(id), id));
+        assertEquals(1, Sdxl4jSpark.pipelineLoads());
+    }
+
+    @Test
+    void rowsWithoutSeedDeriveItFromJobSeedAndIdWhateverThePartitioning() {
+        List<Row> rows = new ArrayList<>();
+        for (int i = 0; i < 6; i++) {
+            rows.add(RowFactory.create("n" + i, "a red bicycle", null, null, null, null));
+        }
+        Dataset<Row> input = spark.createDataFrame(rows, SCHEMA);
+        Map<String, Row> a = byId(Sdxl4jSpark.generate(input.repartition(3), options));
+        Map<String, Row> b = byId(Sdxl4jSpark.generate(input.coalesce(1), options));
+        for (int i = 0; i < 6; i++) {
+            Row r = a.get("n" + i);
+            long seed = r.getAs(Sdxl4jSpark.SEED_USED);
+            assertEquals(Sdxl4jSpark.deriveSeed(2024, "n" + i), seed);
+            assertTrue(seed >= 0 && seed <= 0xffffffffL);
+            assertArrayEquals((byte[]) r.getAs(Sdxl4jSpark.IMAGE), b.get("n" + i).getAs(Sdxl4jSpark.IMAGE));
+            GenerationResult expected = javaApi.generate(GenerationRequest.builder().prompt("a red bicycle").negativePrompt("blurry")
+                    .size(64, 64).steps(2).guidanceScale(4.0).scheduler(SchedulerKind.EULER_A).seed(seed).build());
+            assertArrayEquals(expected.pngBytes(0), (byte[]) r.getAs(Sdxl4jSpark.IMAGE));
+        }
+        assertNotEquals(a.get("n0").<Long>getAs(Sdxl4jSpark.SEED_USED), a.get("n1").<Long>getAs(Sdxl4jSpark.SEED_USED));
+        assertNotEquals(Sdxl4jSpark.deriveSeed(2024, "n0"), Sdxl4jSpark.deriveSeed(2025, "n0"));
+    }
+
+    @Test
+    void badRowsGoToTheErrorColumnUnlessFailOnError() {
+        List<Row> rows = List.of(
+                RowFactory.create("ok", "a red bicycle", 5L, null, null, null),
+                RowFactory.create("empty", "  ", 5L, null, null, null),
+                RowFactory.create("size", "a red bicycle", 5L, 65, null, null),
+                RowFactory.create("zero", "a red bicycle", 5L, null, 0, null),
+                RowFactory.create("sched", "a red bicycle", 5L, null, null, "no such sampler"));
+        Dataset<Row> input = spark.createDataFrame(rows, SCHEMA).repartition(2);
+        Map<String, Row> out = byId(Sdxl4jSpark.generate(input, options));
+        assertNull(out.get("ok").getAs(Sdxl4jSpark.ERROR));
+        assertNotNull(out.get("ok").getAs(Sdxl4jSpark.IMAGE));
+        Map<String, String> expectedText = Map.of("empty", "empty prompt", "size", "width must be a multiple of 8",
+                "zero", "height must be a multiple of 8", "sched", "unknown scheduler");
+        expectedText.forEach((id, text) -> {
+            Row r = out.get(id);
+            String error = r.getAs(Sdxl4jSpark.ERROR);
+            assertNotNull(error, id);
+            assertTrue(error.startsWith("INVALID_ARGUMENT: ") && error.contains(text), id + ": " + error);
+            assertNull(r.getAs(Sdxl4jSpark.IMAGE));
+            assertNull(r.getAs(Sdxl4jSpark.PARAMETERS));
+        });
+
+        GenerateOptions strict = GenerateOptions.builder(options.modelPath()).steps(2).size(64, 64).failOnError(true).build();
+        Exception e = assertThrows(Exception.class, () -> Sdxl4jSpark.generate(input, strict).collectAsList());
+        assertTrue(String.valueOf(e.getMessage()).contains("INVALID_ARGUMENT") || String.valueOf(e.getMessage()).contains("must be")
+                || String.valueOf(e.getMessage()).contains("prompt") || String.valueOf(e.getMessage()).contains("scheduler"), e.getMessage());
+    }
+
+    @Test
+    void anInputWithoutAPromptColumnIsRefused() {
+        Dataset<Row> noPrompt = spark.createDataFrame(List.of(RowFactory.create("x")), new StructType().add("text", DataTypes.StringType));
+        SdxlException e = assertThrows(SdxlException.class, () -> Sdxl4jSpark.generate(noPrompt, options));
+        assertEquals(ErrorCode.INVALID_ARGUMENT, e.code());
+        assertTrue(e.getMessage().contains("prompt"));
+    }
+}
