@@ -68,6 +68,111 @@ public final class Sdxl4jSpark {
         return prompts.mapPartitions(generator, Encoders.row(out));
     }
 
+    /**
+     * Generates into a Hadoop-compatible directory (file:, hdfs:, s3a:, ...): {@code <dir>/images/<id>.png} for each
+     * row, then a Parquet manifest at {@code <dir>/manifest} (id, path, seed_used, parameters, error, status) and
+     * returns it. The input needs an id column of file-name-safe text ([A-Za-z0-9._-]). A PNG that already exists is
+     * not generated again (status "exists": a re-run after a failure only does what is missing); new files are
+     * written under a temporary name and renamed, so a killed or speculative task never leaves half a PNG.
+     */
+    public static Dataset<Row> writeImages(Dataset<Row> prompts, GenerateOptions options, String directory) {
+        if (!Arrays.asList(prompts.schema().fieldNames()).contains("id")) {
+            throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "writeImages needs an id column: it names the files");
+        }
+        Dataset<Row> generated = generate(prompts, options, directory);
+        Dataset<Row> manifest = generated.select("id", "path", SEED_USED, PARAMETERS, ERROR, "status");
+        manifest.write().mode("overwrite").parquet(directory + "/manifest");
+        return prompts.sparkSession().read().parquet(directory + "/manifest");
+    }
+
+    private static Dataset<Row> generate(Dataset<Row> prompts, GenerateOptions options, String directory) {
+        StructType in = prompts.schema();
+        StructType out = in.add(IMAGE, DataTypes.BinaryType, true).add(SEED_USED, DataTypes.LongType, true)
+                .add(PARAMETERS, DataTypes.StringType, true).add(ERROR, DataTypes.StringType, true)
+                .add("path", DataTypes.StringType, true).add("status", DataTypes.StringType, true);
+        LongAccumulator images = prompts.sparkSession().sparkContext().longAccumulator("sdxl4j images");
+        ImageWriter writer = new ImageWriter(new RowGenerator(options, in, images), in.size(), directory);
+        return prompts.mapPartitions(writer, Encoders.row(out));
+    }
+
+    /** Writes each generated row's PNG; the image bytes leave the row (the manifest holds the path). */
+    static final class ImageWriter implements MapPartitionsFunction<Row, Row> {
+        private static final long serialVersionUID = 1L;
+        private static final java.util.regex.Pattern SAFE_ID = java.util.regex.Pattern.compile("[A-Za-z0-9._-]{1,200}");
+        private final RowGenerator generator;
+        private final int inputColumns;
+        private final String directory;
+
+        ImageWriter(RowGenerator generator, int inputColumns, String directory) {
+            this.generator = generator;
+            this.inputColumns = inputColumns;
+            this.directory = directory;
+        }
+
+        @Override
+        public Iterator<Row> call(Iterator<Row> rows) throws Exception {
+            org.apache.hadoop.fs.Path images = new org.apache.hadoop.fs.Path(directory, "images");
+            // The executor's own Hadoop configuration: cluster defaults plus spark.hadoop.* settings.
+            org.apache.hadoop.conf.Configuration conf = org.apache.spark.deploy.SparkHadoopUtil.get().conf();
+            org.apache.hadoop.fs.FileSystem fs = images.getFileSystem(conf);
+            fs.mkdirs(images);
+            return new Iterator<>() {
+                @Override
+                public boolean hasNext() {
+                    return rows.hasNext();
+                }
+
+                @Override
+                public Row next() {
+                    Row row = rows.next();
+                    Object[] v = new Object[inputColumns + 6];
+                    for (int i = 0; i < inputColumns; i++) {
+                        v[i] = row.get(i);
+                    }
+                    Object id = row.getAs("id");
+                    if (id == null || !SAFE_ID.matcher(id.toString()).matches() || id.toString().startsWith(".")) {
+                        if (generator.options.failOnError()) {
+                            throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "id \"" + id + "\" is not a safe file name");
+                        }
+                        v[inputColumns + 3] = ErrorCode.INVALID_ARGUMENT + ": id \"" + id + "\" is not a safe file name ([A-Za-z0-9._-])";
+                        v[inputColumns + 5] = "error";
+                        return RowFactory.create(v);
+                    }
+                    org.apache.hadoop.fs.Path file = new org.apache.hadoop.fs.Path(images, id + ".png");
+                    v[inputColumns + 4] = file.toString();
+                    try {
+                        if (fs.exists(file)) {
+                            v[inputColumns + 5] = "exists";
+                            return RowFactory.create(v);
+                        }
+                        Row generated = generator.generateRow(row);
+                        for (int i = inputColumns + 1; i < inputColumns + 4; i++) {
+                            v[i] = generated.get(i);
+                        }
+                        byte[] png = (byte[]) generated.get(inputColumns);
+                        if (png == null) {
+                            v[inputColumns + 5] = "error";
+                            return RowFactory.create(v);
+                        }
+                        org.apache.hadoop.fs.Path tmp = new org.apache.hadoop.fs.Path(images,
+                                "." + id + "." + java.util.UUID.randomUUID() + ".tmp");
+                        try (java.io.OutputStream os = fs.create(tmp, true)) {
+                            os.write(png);
+                        }
+                        // Another attempt of this task may have won the race: its bytes are the same, keep them.
+                        if (!fs.rename(tmp, file)) {
+                            fs.delete(tmp, false);
+                        }
+                        v[inputColumns + 5] = "written";
+                        return RowFactory.create(v);
+                    } catch (java.io.IOException e) {
+                        throw new java.io.UncheckedIOException(e);
+                    }
+                }
+            };
+        }
+    }
+
     /** How many times this JVM has loaded a pipeline (in local mode: the driver's, which is the executor). */
     public static int pipelineLoads() {
         return PipelineHolder.loads();
@@ -94,7 +199,7 @@ public final class Sdxl4jSpark {
         private static final long serialVersionUID = 1L;
         /** Failures the test hook has thrown in this JVM. */
         static final java.util.concurrent.atomic.AtomicInteger INJECTED_FAILURES = new java.util.concurrent.atomic.AtomicInteger();
-        private final GenerateOptions options;
+        final GenerateOptions options;
         private final StructType in;
         private final LongAccumulator images;
 
@@ -130,7 +235,7 @@ public final class Sdxl4jSpark {
             };
         }
 
-        private Row generateRow(Row row) {
+        Row generateRow(Row row) {
             Object[] values = new Object[in.size() + 4];
             for (int i = 0; i < in.size(); i++) {
                 values[i] = row.get(i);

@@ -17,6 +17,7 @@ import io.sdxl4j.StableDiffusionXL;
 import java.awt.image.BufferedImage;
 import java.io.ByteArrayInputStream;
 import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -32,6 +33,7 @@ import org.apache.spark.sql.types.StructType;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 /**
  * Spark in local[2] (2 task threads, 2 attempts per task) with the bundled tiny SDXL: every row's PNG equals the
@@ -101,8 +103,12 @@ class Sdxl4jSparkTest {
 
     @Test
     void fortyRowsGiveTheJavaApisPngsAndOnePipelineLoad() throws IOException {
+        baseline();  // the pipeline loaded and warm: the timing below is generation, not the load
+        long t0 = System.nanoTime();
         Map<String, Row> rows = byId(Sdxl4jSpark.generate(fortyRows(), options));
+        long sparkNanos = System.nanoTime() - t0;
         assertEquals(40, rows.size());
+        long loopNanos = 0;
         for (int i = 0; i < 40; i++) {
             Row r = rows.get(String.format("r%02d", i));
             assertNull(r.getAs(Sdxl4jSpark.ERROR));
@@ -112,13 +118,19 @@ class Sdxl4jSparkTest {
             assertEquals(64, img.getWidth());
             assertEquals(height, img.getHeight());
             assertEquals(1000L + 7 * i, (long) r.getAs(Sdxl4jSpark.SEED_USED));
+            long t1 = System.nanoTime();
             GenerationResult expected = javaApi.generate(GenerationRequest.builder().prompt(PROMPTS[i % PROMPTS.length])
                     .negativePrompt("blurry").size(height, 64).steps(2).guidanceScale(4.0)
                     .scheduler(i % 4 == 0 ? SchedulerKind.DPMPP_2M_KARRAS : SchedulerKind.EULER_A).seed(1000L + 7 * i).build());
-            assertArrayEquals(expected.pngBytes(0), png, "row " + i + ": the Java API's PNG bytes");
+            byte[] expectedPng = expected.pngBytes(0);
+            loopNanos += System.nanoTime() - t1;
+            assertArrayEquals(expectedPng, png, "row " + i + ": the Java API's PNG bytes");
             assertEquals(expected.parameters(0).toInfotext(), r.getAs(Sdxl4jSpark.PARAMETERS));
         }
         assertEquals(1, Sdxl4jSpark.pipelineLoads(), "one pipeline load in this (driver = executor) JVM");
+        // Figures for benchmarks/RESULTS.md (not asserted: timing on shared CI machines varies).
+        System.out.printf("sdxl4j-spark: 40 images, local[2] job %.2f s (%.1f images/s), plain Java loop %.2f s (%.1f images/s)%n",
+                sparkNanos / 1e9, 40 / (sparkNanos / 1e9), loopNanos / 1e9, 40 / (loopNanos / 1e9));
     }
 
     @Test
@@ -196,6 +208,32 @@ class Sdxl4jSparkTest {
         Exception e = assertThrows(Exception.class, () -> Sdxl4jSpark.generate(input, strict).collectAsList());
         assertTrue(String.valueOf(e.getMessage()).contains("INVALID_ARGUMENT") || String.valueOf(e.getMessage()).contains("must be")
                 || String.valueOf(e.getMessage()).contains("prompt") || String.valueOf(e.getMessage()).contains("scheduler"), e.getMessage());
+    }
+
+    @Test
+    void writeImagesWritesPngsByIdAndAManifestAndSkipsThemOnARerun(@TempDir Path dir) throws IOException {
+        Map<String, byte[]> expected = baseline();
+        Dataset<Row> input = fortyRows().filter("id < 'r06'");
+        String out = dir.resolve("out").toUri().toString();
+        Map<String, Row> manifest = byId(Sdxl4jSpark.writeImages(input, options, out));
+        assertEquals(6, manifest.size());
+        for (Map.Entry<String, Row> e : manifest.entrySet()) {
+            assertEquals("written", e.getValue().getAs("status"));
+            assertNull(e.getValue().getAs(Sdxl4jSpark.ERROR));
+            assertNotNull(e.getValue().getAs(Sdxl4jSpark.PARAMETERS));
+            assertArrayEquals(expected.get(e.getKey()), Files.readAllBytes(dir.resolve("out/images/" + e.getKey() + ".png")), e.getKey());
+        }
+        // A re-run after losing one PNG makes only that one again, with the same bytes.
+        Files.delete(dir.resolve("out/images/r03.png"));
+        Map<String, Row> again = byId(Sdxl4jSpark.writeImages(input, options, out));
+        for (Map.Entry<String, Row> e : again.entrySet()) {
+            assertEquals(e.getKey().equals("r03") ? "written" : "exists", e.getValue().getAs("status"), e.getKey());
+            assertArrayEquals(expected.get(e.getKey()), Files.readAllBytes(dir.resolve("out/images/" + e.getKey() + ".png")), e.getKey());
+        }
+        try (var files = Files.list(dir.resolve("out/images"))) {
+            assertEquals(6, files.filter(f -> f.toString().endsWith(".png")).count(), "no stray temporary files");
+        }
+        assertEquals(1, Sdxl4jSpark.pipelineLoads());
     }
 
     @Test
