@@ -173,6 +173,27 @@ public final class Sdxl4jSpark {
         }
     }
 
+    /**
+     * Registers a SQL function {@code name(prompt, seed, id)} returning a struct (image, seed_used, parameters, error)
+     * with the options' size, steps, guidance, scheduler and negative prompt, for Spark SQL and PySpark
+     * ({@code spark.sql("SELECT id, sdxl4j(prompt, seed, id) AS g FROM prompts")}); seed and id may be null (the
+     * seed then comes from the job seed and the id, or the prompt). Registered as non-deterministic only so that
+     * the optimiser never calls it twice for one row (selecting g.image and g.seed_used); its results are
+     * deterministic.
+     */
+    public static void registerUdf(org.apache.spark.sql.SparkSession spark, String name, GenerateOptions options) {
+        StructType in = new StructType().add("prompt", DataTypes.StringType).add("seed", DataTypes.LongType)
+                .add("id", DataTypes.StringType);
+        StructType result = new StructType().add(IMAGE, DataTypes.BinaryType).add(SEED_USED, DataTypes.LongType)
+                .add(PARAMETERS, DataTypes.StringType).add(ERROR, DataTypes.StringType);
+        RowGenerator generator = new RowGenerator(options, in, null);
+        org.apache.spark.sql.api.java.UDF3<Object, Object, Object, Row> f = (prompt, seed, id) -> {
+            Row r = generator.generateRow(RowFactory.create(prompt, seed, id));
+            return RowFactory.create(r.get(3), r.get(4), r.get(5), r.get(6));
+        };
+        spark.udf().register(name, org.apache.spark.sql.functions.udf(f, result).asNondeterministic());
+    }
+
     /** How many times this JVM has loaded a pipeline (in local mode: the driver's, which is the executor). */
     public static int pipelineLoads() {
         return PipelineHolder.loads();
@@ -258,7 +279,7 @@ public final class Sdxl4jSpark {
                 if (options.failOnError()) {
                     throw e instanceof SdxlException s ? s : new SdxlException(ErrorCode.INVALID_ARGUMENT, e.getMessage(), e);
                 }
-                values[at + 3] = e instanceof SdxlException s ? s.code() + ": " + s.getMessage()
+                values[at + 3] = e instanceof SdxlException s ? s.getMessage()  // "CODE: message" already
                         : ErrorCode.INVALID_ARGUMENT + ": " + e.getMessage();
             }
             return RowFactory.create(values);
