@@ -79,6 +79,11 @@ public final class Sdxl4jSpark {
         if (!Arrays.asList(prompts.schema().fieldNames()).contains("id")) {
             throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "writeImages needs an id column: it names the files");
         }
+        for (String c : new String[] {"path", "status"}) {
+            if (Arrays.asList(prompts.schema().fieldNames()).contains(c)) {
+                throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "the input already has a column \"" + c + "\"");
+            }
+        }
         Dataset<Row> generated = generate(prompts, options, directory);
         Dataset<Row> manifest = generated.select("id", "path", SEED_USED, PARAMETERS, ERROR, "status");
         manifest.write().mode("overwrite").parquet(directory + "/manifest");
