@@ -23,35 +23,13 @@
 #include "nn/blocks.h"
 #include "nn/weights.h"
 #include "test_tensors.h"
+#include "tiny_models.h"
 
 using namespace sdxl;
 using sdxl_test::rnd;
 
 namespace {
 
-// test_unet.cpp's tiny4: 4 levels (8, 16, 16, 16), cross-attention at levels 1 and 2, context 12, 5 time ids.
-api::UNetConfig tiny4() {
-    api::UNetConfig c;
-    c.in_channels = 4;
-    c.out_channels = 4;
-    c.block_out_channels = {8, 16, 16, 16};
-    c.down_block_types = {"DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"};
-    c.up_block_types = {"UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"};
-    c.mid_block_type = "UNetMidBlock2DCrossAttn";
-    c.layers_per_block = 1;
-    c.transformer_layers_per_block = {1, 1, 2, 1};
-    c.num_attention_heads = {2, 2, 4, 2};
-    c.cross_attention_dim = 12;
-    c.norm_num_groups = 4;
-    c.norm_eps = 1e-5f;
-    c.use_linear_projection = true;
-    c.flip_sin_to_cos = true;
-    c.freq_shift = 0;
-    c.addition_embed_type = "text_time";
-    c.addition_time_embed_dim = 4;
-    c.projection_class_embeddings_input_dim = 5 * 4 + 6;
-    return c;
-}
 
 struct Step {
     Tensor sample, timestep, context, text_embeds, time_ids;
@@ -231,7 +209,7 @@ Tensor fused_vs_unfused(const models::UNet2DConditionModel& u, const Step& in, d
 }  // namespace
 
 SDXL_TEST(lora_unfused_matches_fused_cpu) {
-    const models::UNet2DConditionModel u(tiny4(), nn::WeightBuilder(nn::random_source(7, 1.0f)));
+    const models::UNet2DConditionModel u(sdxl_test::tiny4_unet(), nn::WeightBuilder(nn::random_source(7, 1.0f)));
     const std::string peft = peft_file(), lyco = lycoris_file();
     fused_vs_unfused(u, step(31), 1e-4, "cpu f32", peft, lyco);
     std::remove(peft.c_str());
@@ -241,7 +219,7 @@ SDXL_TEST(lora_unfused_matches_fused_cpu) {
 // A generation keeps the cross-attention keys/values across steps: a LoRA change in between (fused or unfused,
 // touching attn2.to_k / to_v) must not reuse those of the old weights.
 SDXL_TEST(lora_change_invalidates_cross_attention_cache) {
-    const models::UNet2DConditionModel u(tiny4(), nn::WeightBuilder(nn::random_source(7, 1.0f)));
+    const models::UNet2DConditionModel u(sdxl_test::tiny4_unet(), nn::WeightBuilder(nn::random_source(7, 1.0f)));
     const std::string peft = peft_file();
     const Step in = step(31);
     for (bool fused : {false, true}) {
@@ -263,13 +241,13 @@ SDXL_TEST(lora_change_invalidates_cross_attention_cache) {
 SDXL_TEST(lora_unfused_on_cuda) {
     if (!device::cuda_available()) return;  // the emulator runner has a device
     const Step cpu_in = step(31);
-    const models::UNet2DConditionModel cpu(tiny4(), nn::WeightBuilder(nn::random_source(7, 1.0f)));
+    const models::UNet2DConditionModel cpu(sdxl_test::tiny4_unet(), nn::WeightBuilder(nn::random_source(7, 1.0f)));
     const std::string peft = peft_file(), lyco = lycoris_file();
     CHECK(cpu.set_loras(stack({{peft, 0.8}, {lyco, 0.6}}, false)).empty());
     const Tensor cpu_out = run(cpu, cpu_in);
 
     // F32 on the device: self-attention q/k/v run as one GEMM there (adapters added in its epilogue).
-    const models::UNet2DConditionModel f32(tiny4(), nn::WeightBuilder(nn::random_source(7, 1.0f),
+    const models::UNet2DConditionModel f32(sdxl_test::tiny4_unet(), nn::WeightBuilder(nn::random_source(7, 1.0f),
                                                                       nn::Placement{Device::CUDA, DType::F32}));
     const Tensor dev_out = fused_vs_unfused(f32, step(31, DType::F32, Device::CUDA), 1e-4, "cuda f32", peft, lyco);
     const double d = max_abs_diff(dev_out, cpu_out);
@@ -277,7 +255,7 @@ SDXL_TEST(lora_unfused_on_cuda) {
     CHECK_MSG(d <= 1e-3, "cuda vs cpu " << d);
 
     // F16 with CUDA graphs: a captured step must not keep the adapters of before a change (a new scale, unloading).
-    const models::UNet2DConditionModel f16(tiny4(), nn::WeightBuilder(nn::random_source(7, 1.0f),
+    const models::UNet2DConditionModel f16(sdxl_test::tiny4_unet(), nn::WeightBuilder(nn::random_source(7, 1.0f),
                                                                       nn::Placement{Device::CUDA, DType::F16}));
     const Step in = step(31, DType::F16, Device::CUDA);
     models::UNetGraphRunner& graphs = f16.graph_runner();
@@ -339,7 +317,7 @@ SDXL_TEST(lora_lycoris_refusals) {
 // 300 mutated LyCORIS files (factors reshaped with the same data, emptied, dropped, renamed, alphas of other shapes)
 // loaded fused and unfused: an sdxl::Error or a result, never a crash, and a refused file changes nothing.
 SDXL_TEST(lora_lycoris_mutations_never_crash) {
-    const models::UNet2DConditionModel u(tiny4(), nn::WeightBuilder(nn::random_source(7, 1.0f)));
+    const models::UNet2DConditionModel u(sdxl_test::tiny4_unet(), nn::WeightBuilder(nn::random_source(7, 1.0f)));
     const Step in = step(31);
     const Tensor base = run(u, in);
     const auto original = lycoris_tensors();
@@ -404,11 +382,11 @@ SDXL_TEST(lora_lycoris_mutations_never_crash) {
 // them (the file still holds the originals): no allocation survives the fuse, and unloading reads the file's bytes
 // back (whole pages by dropping their private copies), bit for bit.
 SDXL_TEST(lora_fused_into_mapped_weights_keeps_no_copy) {
-    const models::UNet2DConditionModel src(tiny4(), nn::WeightBuilder(nn::random_source(7, 1.0f)));
+    const models::UNet2DConditionModel src(sdxl_test::tiny4_unet(), nn::WeightBuilder(nn::random_source(7, 1.0f)));
     std::vector<std::pair<std::string, Tensor>> all;
     for (const std::string& k : src.weight_table()->keys()) all.emplace_back(k, src.weight_table()->find(k));
     const std::string weights = write_safetensors("mapped_unet.safetensors", all);
-    const models::UNet2DConditionModel u(tiny4(), nn::WeightBuilder(nn::safetensors_source({weights})));
+    const models::UNet2DConditionModel u(sdxl_test::tiny4_unet(), nn::WeightBuilder(nn::safetensors_source({weights})));
     const std::string peft = peft_file();
     const Step in = step(31);
     const Tensor base = run(u, in);
@@ -482,7 +460,7 @@ SDXL_TEST(lora_fp8_file_fuses_as_its_f32_twin) {
     const std::string fp8 = plain.substr(0, plain.size() - std::strlen("f32.safetensors")) + "fp8.safetensors";
     std::ofstream(fp8, std::ios::binary | std::ios::trunc).write((bytes + h + data).data(), std::streamsize(8 + h.size() + data.size()));
 
-    const models::UNet2DConditionModel u(tiny4(), nn::WeightBuilder(nn::random_source(7, 1.0f)));
+    const models::UNet2DConditionModel u(sdxl_test::tiny4_unet(), nn::WeightBuilder(nn::random_source(7, 1.0f)));
     const std::string key = std::string(kAttn) + "attn1.to_q.weight";
     CHECK(u.set_loras(stack({{plain, 0.7}}, true)).empty());
     const Tensor want = u.weight_table()->find(key).clone();

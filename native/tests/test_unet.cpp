@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "check.h"
+#include "tiny_models.h"
 #include "test_tensors.h"
 #include "core/tensor.h"
 #include "models/unet2d_condition.h"
@@ -59,30 +60,6 @@ bool all_finite(const Tensor& t) {
     return true;
 }
 
-// A refiner-shaped 4-level UNet, small: channels (8, 16, 16, 16), 4 groups, cross-attention at levels 1 and 2,
-// context 12, 5 time ids of 4 features + 6 pooled features = 26.
-api::UNetConfig tiny4() {
-    api::UNetConfig c;
-    c.in_channels = 4;
-    c.out_channels = 4;
-    c.block_out_channels = {8, 16, 16, 16};
-    c.down_block_types = {"DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"};
-    c.up_block_types = {"UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"};
-    c.mid_block_type = "UNetMidBlock2DCrossAttn";
-    c.layers_per_block = 1;
-    c.transformer_layers_per_block = {1, 1, 2, 1};
-    c.num_attention_heads = {2, 2, 4, 2};
-    c.cross_attention_dim = 12;
-    c.norm_num_groups = 4;
-    c.norm_eps = 1e-5f;
-    c.use_linear_projection = true;
-    c.flip_sin_to_cos = true;
-    c.freq_shift = 0;
-    c.addition_embed_type = "text_time";
-    c.addition_time_embed_dim = 4;
-    c.projection_class_embeddings_input_dim = 5 * 4 + 6;
-    return c;
-}
 
 models::UNet2DConditionModel build(const api::UNetConfig& c, uint64_t seed = 7) {
     return models::UNet2DConditionModel(c, nn::WeightBuilder(nn::random_source(seed, 1.0f)));
@@ -238,7 +215,7 @@ int64_t total_params(const std::map<std::string, Shape>& shapes) {
 }  // namespace
 
 SDXL_TEST(unet_output_shape_for_latents_not_multiple_of_eight) {
-    const auto unet = build(tiny4());
+    const auto unet = build(sdxl_test::tiny4_unet());
     // 4 levels: sides not divisible by 8 make the up blocks upsample to the skip sizes
     // (10x14 -> 5x7 -> 3x4 -> 2x2 and back 3x4, 5x7, 10x14).
     for (const auto& hw : std::vector<std::pair<int64_t, int64_t>>{{10, 14}, {12, 8}, {9, 7}, {1, 3}, {16, 8}}) {
@@ -251,7 +228,7 @@ SDXL_TEST(unet_output_shape_for_latents_not_multiple_of_eight) {
 }
 
 SDXL_TEST(unet_timestep_forms_are_equivalent) {
-    const auto unet = build(tiny4());
+    const auto unet = build(sdxl_test::tiny4_unet());
     const Inputs in = inputs(2, 8, 8, 21);
     auto run = [&](const Tensor& t) { return unet.forward(in.sample, t, in.context, in.text_embeds, in.time_ids); };
     const Tensor ref = run(scalar_i64(500));
@@ -276,7 +253,7 @@ SDXL_TEST(unet_timestep_forms_are_equivalent) {
 // bit for bit, over steps with new samples and timesteps; filled once per cross-attention; a new context tensor
 // empties and refills it (a stale key/value would give the old context's output).
 SDXL_TEST(unet_cross_attention_cache_across_steps) {
-    const auto unet = build(tiny4());
+    const auto unet = build(sdxl_test::tiny4_unet());
     const Inputs in = inputs(2, 8, 8, 31);
     nn::CrossAttentionCache cache;
     // tiny4: cross-attention transformers at levels 1 and 2 (1 + 2 layers), down (1 resnet each) and up (2 each)
@@ -298,7 +275,7 @@ SDXL_TEST(unet_cross_attention_cache_across_steps) {
 }
 
 SDXL_TEST(unet_argument_errors) {
-    const auto unet = build(tiny4());
+    const auto unet = build(sdxl_test::tiny4_unet());
     const Inputs in = inputs(2, 8, 8, 31);
     const Tensor t = scalar_i64(1);
     // 6 time ids where the config takes 5: 6*4 + 6 != 26.
@@ -327,43 +304,43 @@ SDXL_TEST(unet_config_errors) {
     auto expect_config_error = [](api::UNetConfig c, ErrorCode code, const std::string& part) {
         expect_error([&] { build(c); }, code, part);
     };
-    api::UNetConfig c = tiny4();
+    api::UNetConfig c = sdxl_test::tiny4_unet();
     c.num_attention_heads = {2, 3, 4, 2};  // 16 channels / 3 heads
     expect_config_error(c, ErrorCode::INVALID_ARGUMENT, "not divisible by num_attention_heads 3");
-    c = tiny4();
+    c = sdxl_test::tiny4_unet();
     c.num_attention_heads = {2, 2, 4, 3};  // the mid block uses the last level's heads even after a DownBlock2D
     expect_config_error(c, ErrorCode::INVALID_ARGUMENT, "mid block");
-    c = tiny4();
+    c = sdxl_test::tiny4_unet();
     c.transformer_layers_per_block = {1, 1, 1};
     expect_config_error(c, ErrorCode::INVALID_ARGUMENT, "transformer_layers_per_block has 3 entries");
-    c = tiny4();
+    c = sdxl_test::tiny4_unet();
     c.down_block_types[1] = "SimpleCrossAttnDownBlock2D";
     expect_config_error(c, ErrorCode::UNSUPPORTED, "SimpleCrossAttnDownBlock2D");
-    c = tiny4();
+    c = sdxl_test::tiny4_unet();
     c.up_block_types.pop_back();
     expect_config_error(c, ErrorCode::INVALID_ARGUMENT, "up block types");
-    c = tiny4();
+    c = sdxl_test::tiny4_unet();
     c.block_out_channels[2] = 18;  // not a multiple of 4 groups
     expect_config_error(c, ErrorCode::INVALID_ARGUMENT, "norm_num_groups 4");
-    c = tiny4();
+    c = sdxl_test::tiny4_unet();
     c.addition_embed_type = "text";
     expect_config_error(c, ErrorCode::UNSUPPORTED, "addition_embed_type 'text'");
-    c = tiny4();
+    c = sdxl_test::tiny4_unet();
     c.mid_block_scale_factor = 2.0f;
     expect_config_error(c, ErrorCode::UNSUPPORTED, "mid_block_scale_factor");
 
     // A single value stands for every level, as an int in diffusers' config.json does.
-    c = tiny4();
+    c = sdxl_test::tiny4_unet();
     c.transformer_layers_per_block = {1};
     const auto unet = build(c);
     CHECK(unet.config().transformer_layers_per_block == (std::vector<int64_t>{1, 1, 1, 1}));
 }
 
 SDXL_TEST(unet_weight_key_missing_names_the_key) {
-    auto shapes = diffusers_state_dict_shapes(tiny4());
+    auto shapes = diffusers_state_dict_shapes(sdxl_test::tiny4_unet());
     CHECK(shapes.erase("up_blocks.2.attentions.1.transformer_blocks.0.attn2.to_k.weight") == 1);
     auto source = std::make_shared<ShapeOnlySource>(shapes);
-    expect_error([&] { models::UNet2DConditionModel(tiny4(), nn::WeightBuilder(source)); }, ErrorCode::BAD_MODEL_FILE,
+    expect_error([&] { models::UNet2DConditionModel(sdxl_test::tiny4_unet(), nn::WeightBuilder(source)); }, ErrorCode::BAD_MODEL_FILE,
                  "up_blocks.2.attentions.1.transformer_blocks.0.attn2.to_k.weight");
 }
 

@@ -60,4 +60,29 @@ inline sdxl::api::VaeConfig tiny_vae() {
     return c;
 }
 
+// A refiner-shaped 4-level UNet, small: channels (8, 16, 16, 16), 4 groups, cross-attention at levels 1 and 2,
+// context 12, 5 time ids of 4 features + 6 pooled features = 26.
+inline sdxl::api::UNetConfig tiny4_unet() {
+    sdxl::api::UNetConfig c;
+    c.in_channels = 4;
+    c.out_channels = 4;
+    c.block_out_channels = {8, 16, 16, 16};
+    c.down_block_types = {"DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"};
+    c.up_block_types = {"UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"};
+    c.mid_block_type = "UNetMidBlock2DCrossAttn";
+    c.layers_per_block = 1;
+    c.transformer_layers_per_block = {1, 1, 2, 1};
+    c.num_attention_heads = {2, 2, 4, 2};
+    c.cross_attention_dim = 12;
+    c.norm_num_groups = 4;
+    c.norm_eps = 1e-5f;
+    c.use_linear_projection = true;
+    c.flip_sin_to_cos = true;
+    c.freq_shift = 0;
+    c.addition_embed_type = "text_time";
+    c.addition_time_embed_dim = 4;
+    c.projection_class_embeddings_input_dim = 5 * 4 + 6;
+    return c;
+}
+
 }  // namespace sdxl_test

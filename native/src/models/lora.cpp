@@ -647,7 +647,8 @@ LoraApplied apply_loras(nn::WeightTable& table, const std::string& component, co
             const bool file_backed = w.device() == Device::CPU && w.is_contiguous() && w.storage()->has_original();
             orig = table.originals.emplace(key, file_backed ? Tensor() : w.to(Device::CPU).clone()).first;  // exact
         }
-        Tensor acc = original_of(w, orig->second).to(DType::F32).clone();  // [out, K]
+        // [out, K], a tensor of its own: the saved copy cloned, or the file's bytes read into a new one.
+        Tensor acc = orig->second.defined() ? orig->second.to(DType::F32).clone() : original_of(w, Tensor()).to(DType::F32);
         float* W = acc.data<float>();
         const int64_t out = w.shape()[0], K = w.numel() / out;
         for (const Target* t : list) {

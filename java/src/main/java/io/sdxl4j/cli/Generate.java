@@ -31,6 +31,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Optional;
 import java.util.concurrent.Callable;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -50,7 +51,7 @@ import picocli.CommandLine.Spec;
 public final class Generate implements Callable<Integer> {
     @Spec
     CommandSpec spec;  // which options were given explicitly (--preset yields to them)
-    static final String DEFAULT_REPO = "stabilityai/stable-diffusion-xl-base-1.0";
+    static final String DEFAULT_REPO = ModelArguments.DEFAULT_REPO;
     static final String DEFAULT_PROMPT = "Colorful Roaring Lion sitting on a victorian couch, flat icon, vector";
 
     @Option(names = {"-p", "--prompt"}, description = "the prompt (default: the seed walkthrough's lion)")
@@ -446,41 +447,21 @@ public final class Generate implements Callable<Integer> {
 
     /** --model, else $SDXL4J_MODEL, else SDXL base in the Hugging Face cache, else the bundled test model. */
     private Path resolveModel() {
-        if (model != null) {
-            return resolve(model);
+        Optional<Path> found = ModelArguments.locate(model);
+        if (found.isPresent()) {
+            return found.get();
         }
-        String env = System.getenv("SDXL4J_MODEL");
-        if (env != null && !env.isBlank()) {
-            return resolve(env);
-        }
-        HuggingFaceCache cache = HuggingFaceCache.fromEnvironment();
-        try {
-            return cache.resolve(DEFAULT_REPO);
-        } catch (SdxlException notCached) {
-            // fall through to the bundled model
-        }
-        String bundled = System.getProperty("sdxl4j.bundledModel");
-        if (bundled == null || !Files.isDirectory(Path.of(bundled))) {
-            throw new SdxlException(ErrorCode.NOT_FOUND, "no SDXL model: give --model <folder or repo id>, set SDXL4J_MODEL, "
-                    + "or download it with: huggingface-cli download " + DEFAULT_REPO);
-        }
-        err.println("No SDXL model found (no --model, no $SDXL4J_MODEL, no " + DEFAULT_REPO + " in " + cache.root() + ").");
+        Path bundled = ModelArguments.bundledModel();
+        err.println("No SDXL model found (no --model, no $SDXL4J_MODEL, no " + DEFAULT_REPO + " in "
+                + HuggingFaceCache.fromEnvironment().root() + ").");
         err.println("Running the small bundled TEST model: it has random weights, so it makes noise images.");
         err.println("For real images point sdxl4j at SDXL 1.0 weights:  --model /path/to/stable-diffusion-xl-base-1.0");
         err.println("  or download them once:  huggingface-cli download " + DEFAULT_REPO);
-        return Path.of(bundled);
+        return bundled;
     }
 
     private static Path resolve(String pathOrRepo) {
-        try {
-            Path file = Path.of(pathOrRepo);
-            if (Files.isRegularFile(file)) {
-                return file;  // a single-file checkpoint
-            }
-        } catch (java.nio.file.InvalidPathException e) {
-            // a repo id
-        }
-        return HuggingFaceCache.fromEnvironment().resolveModelArgument(pathOrRepo, null);
+        return ModelArguments.resolve(pathOrRepo);
     }
 
     static PromptSyntax syntax(String s) {

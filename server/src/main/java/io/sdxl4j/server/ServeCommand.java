@@ -2,15 +2,13 @@ package io.sdxl4j.server;
 
 import io.sdxl4j.DType;
 import io.sdxl4j.Device;
-import io.sdxl4j.ErrorCode;
 import io.sdxl4j.PipelineOptions;
 import io.sdxl4j.Sdxl4j;
-import io.sdxl4j.SdxlException;
-import io.sdxl4j.models.HuggingFaceCache;
-import java.nio.file.Files;
+import io.sdxl4j.cli.ModelArguments;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Locale;
+import java.util.Optional;
 import java.util.concurrent.Callable;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -22,7 +20,7 @@ import picocli.CommandLine.Option;
             + "AUTOMATIC1111 API (/sdapi/v1/txt2img, img2img, progress, ...), /health and Prometheus /metrics.",
             "With no --model and no SDXL in the Hugging Face cache, serves the small bundled test model (noise images)."})
 public final class ServeCommand implements Callable<Integer> {
-    static final String DEFAULT_REPO = "stabilityai/stable-diffusion-xl-base-1.0";
+    static final String DEFAULT_REPO = ModelArguments.DEFAULT_REPO;
 
     @Option(names = {"-m", "--model"}, description = "base model: a diffusers folder, a single-file SDXL checkpoint or a Hugging "
             + "Face repo id in the local cache (default: $SDXL4J_MODEL, then " + DEFAULT_REPO + " in the cache, then the "
@@ -113,39 +111,18 @@ public final class ServeCommand implements Callable<Integer> {
 
     /** --model, else $SDXL4J_MODEL, else SDXL base in the Hugging Face cache, else the bundled test model. */
     private Path resolveModel() {
-        if (model != null) {
-            return resolve(model);
+        Optional<Path> found = ModelArguments.locate(model);
+        if (found.isPresent()) {
+            return found.get();
         }
-        String env = System.getenv("SDXL4J_MODEL");
-        if (env != null && !env.isBlank()) {
-            return resolve(env);
-        }
-        HuggingFaceCache cache = HuggingFaceCache.fromEnvironment();
-        try {
-            return cache.resolve(DEFAULT_REPO);
-        } catch (SdxlException notCached) {
-            // fall through to the bundled model
-        }
-        String bundled = System.getProperty("sdxl4j.bundledModel");
-        if (bundled == null || !Files.isDirectory(Path.of(bundled))) {
-            throw new SdxlException(ErrorCode.NOT_FOUND, "no SDXL model: give --model <folder or repo id>, set SDXL4J_MODEL, "
-                    + "or download it with: huggingface-cli download " + DEFAULT_REPO);
-        }
+        Path bundled = ModelArguments.bundledModel();
         System.err.println("No SDXL model found: serving the small bundled TEST model (random weights: noise images).");
         System.err.println("For real images: --model /path/to/stable-diffusion-xl-base-1.0");
-        return Path.of(bundled);
+        return bundled;
     }
 
     private static Path resolve(String pathOrRepo) {
-        try {
-            Path file = Path.of(pathOrRepo);
-            if (Files.isRegularFile(file)) {
-                return file;
-            }
-        } catch (java.nio.file.InvalidPathException e) {
-            // a repo id
-        }
-        return HuggingFaceCache.fromEnvironment().resolveModelArgument(pathOrRepo, null);
+        return ModelArguments.resolve(pathOrRepo);
     }
 
     private static Device device(String s) {
