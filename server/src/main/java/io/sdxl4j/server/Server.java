@@ -36,6 +36,8 @@ import org.slf4j.LoggerFactory;
  */
 public final class Server implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(Server.class);
+    /** A refused body is read and dropped up to this much, so the client sees the 413; past it the connection closes. */
+    static final long DRAIN_BYTES = 16L << 20;
 
     final Pipelines pipelines;
     final ServerConfig config;
@@ -204,16 +206,18 @@ public final class Server implements AutoCloseable {
     byte[] body(Context ctx) {
         long limit = config.maxBodyBytes();
         long declared = ctx.req().getContentLengthLong();
-        if (declared > limit) {
-            throw tooLarge(limit);
-        }
         try (InputStream in = ctx.req().getInputStream()) {
+            if (declared > limit) {
+                drain(in);
+                throw tooLarge(limit);
+            }
             ByteArrayOutputStream out = new ByteArrayOutputStream(declared > 0 ? (int) declared : 1024);
             byte[] buf = new byte[64 * 1024];
             long total = 0;
             for (int n; (n = in.read(buf)) > 0; ) {
                 total += n;
                 if (total > limit) {
+                    drain(in);
                     throw tooLarge(limit);
                 }
                 out.write(buf, 0, n);
@@ -221,6 +225,18 @@ public final class Server implements AutoCloseable {
             return out.toByteArray();
         } catch (IOException e) {
             throw ApiException.badRequest(null, "the request body could not be read: " + e.getMessage());
+        }
+    }
+
+    /**
+     * Reads and drops what is left of a refused body, up to {@link #DRAIN_BYTES}: a client still sending when the
+     * server answers and closes would get a connection reset instead of the 413 (lingering close, as nginx does).
+     */
+    private static void drain(InputStream in) throws IOException {
+        byte[] buf = new byte[64 * 1024];
+        long left = DRAIN_BYTES;
+        for (int n; left > 0 && (n = in.read(buf, 0, (int) Math.min(buf.length, left))) > 0; ) {
+            left -= n;
         }
     }
 
