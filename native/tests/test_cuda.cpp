@@ -3,6 +3,8 @@
 #include <cmath>
 #include <iostream>
 #include <random>
+#include <string>
+#include <thread>
 
 #include "check.h"
 #include "core/device.h"
@@ -49,4 +51,28 @@ SDXL_TEST(test_cuda_elementwise_matches_cpu) {
         CHECK_MSG(max_err <= 1e-6, c.name << " max error " << max_err);
     }
     // conv2d (cuDNN) and linear/matmul (cuBLAS) are checked in test_cuda_libs.cpp.
+}
+
+// One CUDA device per process: the same ordinal again is accepted, one that does not exist is refused by name;
+// work from a new thread runs (the thread binds itself to the process's device).
+SDXL_TEST(test_cuda_device_selection) {
+    if (!device::cuda_available()) {
+        if (device::cuda_compiled()) CHECK_THROWS_CODE(device::select_cuda_device(0), ErrorCode::DEVICE_ERROR);
+        else CHECK_THROWS_CODE(device::select_cuda_device(0), ErrorCode::UNSUPPORTED);
+        return;
+    }
+    const int d = device::cuda_device();
+    Tensor h = Tensor::empty({8}, DType::F32);
+    for (int64_t i = 0; i < 8; ++i) h.data<float>()[i] = float(i);
+    Tensor x = h.to(Device::CUDA);  // CUDA work has run: the device is fixed now
+    device::select_cuda_device(d);
+    CHECK_THROWS_CODE(device::select_cuda_device(-1), ErrorCode::INVALID_ARGUMENT);
+    CHECK_THROWS_CODE(device::select_cuda_device(1000), ErrorCode::INVALID_ARGUMENT);
+    CHECK(device::cuda_status().find("using device " + std::to_string(d)) != std::string::npos);
+    float sum = 0.0f;
+    std::thread([&] {
+        Tensor y = ops::add(x, x).to(Device::CPU);
+        for (int64_t i = 0; i < 8; ++i) sum += y.data<float>()[i];
+    }).join();
+    CHECK(sum == 56.0f);  // 2 * (0 + 1 + ... + 7)
 }

@@ -495,6 +495,10 @@ void set_num_threads(int n);
 bool cuda_compiled();
 bool cuda_available();
 std::string cuda_status();
+// The CUDA device this process runs on: 0 unless select_cuda_device chose another (before any CUDA work, or the
+// same one again later; one device per process). Like torch.cuda.set_device, for a process given one GPU of many.
+int cuda_device();
+void select_cuda_device(int ordinal);
 // Bytes held by tensors the core allocated on a device (memory-mapped weights not counted): a run that frees
 // everything returns this to where it was.
 int64_t live_allocated_bytes(int device);

@@ -280,6 +280,8 @@ void set_num_threads(int n) {
 bool cuda_compiled() { return device::cuda_compiled(); }
 bool cuda_available() { return device::cuda_available(); }
 std::string cuda_status() { return device::cuda_status(); }
+int cuda_device() { return device::cuda_device(); }
+void select_cuda_device(int ordinal) { device::select_cuda_device(ordinal); }
 int64_t live_allocated_bytes(int device) {
     if (device != DEVICE_CPU && device != DEVICE_CUDA) fail(sdxl::ErrorCode::INVALID_ARGUMENT, "unknown device ", device);
     return sdxl::Storage::live_allocated_bytes(device == DEVICE_CUDA ? sdxl::Device::CUDA : sdxl::Device::CPU);

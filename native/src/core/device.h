@@ -17,7 +17,11 @@ namespace sdxl::device {
 
 bool cuda_compiled();          // built with the CUDA backend
 bool cuda_available();         // compiled in and a usable device exists
-std::string cuda_status();     // one line for logs: devices found, or why none
+std::string cuda_status();     // one line for logs: devices found and the one used, or why none
+// The CUDA device this process runs on (default 0). select_cuda_device changes it, before any CUDA work or to the
+// same device after: one device per process (INVALID_ARGUMENT to move once work ran; DEVICE_ERROR without CUDA).
+int cuda_device();
+void select_cuda_device(int ordinal);
 // Multi-line report for logs: driver and runtime versions, and the cuBLAS / cuDNN actually loaded (path and
 // version as the library reports it), or where they were looked for. Loads the libraries if not loaded yet.
 std::string cuda_versions();

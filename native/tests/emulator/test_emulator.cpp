@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "backends/cuda/cuda_kernel_util.cuh"
@@ -163,6 +164,44 @@ SDXL_TEST(emulator_runs_a_grid_stride_kernel) {
     for (int i = 0; i < n; ++i) ok = ok && y[size_t(i)] == 1.5f * float(i);
     CHECK(ok);
     cudaFree(da), cudaFree(db), cudaFree(dy);
+}
+
+// With SDXL4J_EMU_DEVICES=2 there are two devices; a stream belongs to the device current on the thread that made
+// it, and a kernel issued to it from a thread whose current device is another fails as on a GPU (a copy does not).
+// This is what catches a thread of ours that forgot cudaSetDevice (device::select_cuda_device).
+SDXL_TEST(emulator_streams_belong_to_their_device) {
+    const char* was = std::getenv("SDXL4J_EMU_DEVICES");
+    const std::string saved = was ? was : "";
+    setenv("SDXL4J_EMU_DEVICES", "2", 1);
+    int count = 0, current = -1;
+    CHECK(cudaGetDeviceCount(&count) == cudaSuccess && count == 2);
+    CHECK(cudaSetDevice(2) == cudaErrorInvalidDevice);
+    (void)cudaGetLastError();
+    CHECK(cudaGetDevice(&current) == cudaSuccess);
+    const int home = current;  // this thread's device before the test (the core may have set it)
+    cudaStream_t on1 = nullptr;
+    std::thread([&] {
+        int fresh = -1;
+        CHECK(cudaGetDevice(&fresh) == cudaSuccess && fresh == 0);  // a new thread starts on device 0
+        CHECK(cudaSetDevice(1) == cudaSuccess);
+        CHECK(cudaStreamCreate(&on1) == cudaSuccess);
+    }).join();
+    const int n = 64;
+    float* d = dev_floats(std::vector<float>(size_t(n), 1.0f));
+    CHECK(cudaSetDevice(0) == cudaSuccess);
+    CHECK(sdxl_emu::launch(add_kernel, 1, n, 0, on1, d, d, d, n) == cudaErrorInvalidResourceHandle);
+    CHECK(contains(cudaGetErrorString(cudaGetLastError()), "cudaSetDevice"));
+    CHECK(cudaMemsetAsync(d, 0, sizeof(float), on1) == cudaSuccess);  // copies may use another device's stream
+    CHECK(cudaSetDevice(1) == cudaSuccess);
+    CHECK(sdxl_emu::launch(add_kernel, 1, n, 0, on1, d, d, d, n) == cudaSuccess);
+    CHECK(cudaStreamSynchronize(on1) == cudaSuccess);
+    const auto y = host_floats(d, size_t(n));
+    CHECK(y[0] == 0.0f && y[1] == 2.0f && y[size_t(n) - 1] == 2.0f);
+    CHECK(cudaStreamDestroy(on1) == cudaSuccess);
+    cudaFree(d);
+    CHECK(cudaSetDevice(home) == cudaSuccess);
+    if (was) setenv("SDXL4J_EMU_DEVICES", saved.c_str(), 1);
+    else unsetenv("SDXL4J_EMU_DEVICES");
 }
 
 SDXL_TEST(emulator_thread_and_block_indices) {

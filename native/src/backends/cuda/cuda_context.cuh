@@ -14,6 +14,9 @@ namespace sdxl::cuda {
 // cudaMemcpy on the default stream stays ordered with it). Every kernel and library call runs on it.
 // While a thread captures a CUDA graph (cuda_graph.cpp) its work goes to its capture stream instead.
 cudaStream_t stream();
+// Makes the calling thread's current device the process's one (device::select_cuda_device); stream() and every
+// allocation or copy call it, so a thread (e.g. a new Java thread) never issues work to device 0 by default.
+void bind_thread();
 cudaStream_t main_stream();                      // the backend's stream, whatever this thread captures
 void set_thread_stream(cudaStream_t s) noexcept;  // this thread's override of stream() (null: none)
 

@@ -2,6 +2,7 @@
 // loads everywhere; on a machine without a driver the first call reports an error and we say "no device".
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <mutex>
 #include <new>
@@ -285,7 +286,7 @@ namespace sdxl::device {
 namespace {
 struct Probe {
     int count = 0;
-    std::string status;
+    std::string status;  // why none, when count is 0
 };
 
 const Probe& probe() {
@@ -298,29 +299,66 @@ const Probe& probe() {
             r.status = std::string("no CUDA device: ") + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")";
         } else if (r.count == 0) {
             r.status = "no CUDA device found";
-        } else {
-            cudaDeviceProp prop{};
-            if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess) {
-                r.status = std::to_string(r.count) + " CUDA device(s); device 0: " + prop.name + ", sm_" +
-                           std::to_string(prop.major) + std::to_string(prop.minor) + ", " +
-                           std::to_string(prop.totalGlobalMem >> 20) + " MiB";
-            } else {
-                r.status = std::to_string(r.count) + " CUDA device(s)";
-            }
         }
         return r;
     }();
     return p;
 }
 
+// The one device this process runs on. cudaSetDevice is per host thread, so each thread that does CUDA work
+// binds itself to it on its first call (bind_thread). It is fixed once CUDA state exists (the allocator's blocks,
+// the stream, the library handles and graphs all belong to one device): one device per process, as Spark's GPU
+// scheduling (one GPU per executor) and CUDA_VISIBLE_DEVICES give.
+struct Selection {
+    std::mutex mu;
+    std::atomic<int> ordinal{0};
+    std::atomic<bool> used{false};  // a thread has bound itself: CUDA state may exist on `ordinal`
+};
+Selection& selection() {
+    static Selection* s = new Selection();  // never destroyed, like the allocator
+    return *s;
+}
+thread_local int t_bound = -1;  // the device this thread last set (-1: none yet)
+
 void require_device() {
     if (probe().count == 0) fail(ErrorCode::DEVICE_ERROR, "CUDA requested but unavailable: ", probe().status);
+    cuda::bind_thread();
 }
 }  // namespace
 
 bool cuda_compiled() { return true; }
 bool cuda_available() { return probe().count > 0; }
-std::string cuda_status() { return probe().status; }
+
+std::string cuda_status() {
+    const Probe& p = probe();
+    if (p.count == 0) return p.status;
+    const int d = selection().ordinal.load();
+    std::string s = std::to_string(p.count) + " CUDA device(s); using device " + std::to_string(d);
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, d) == cudaSuccess) {
+        s += std::string(": ") + prop.name + ", sm_" + std::to_string(prop.major) + std::to_string(prop.minor) + ", " +
+             std::to_string(prop.totalGlobalMem >> 20) + " MiB";
+    } else {
+        (void)cudaGetLastError();
+    }
+    return s;
+}
+
+int cuda_device() { return selection().ordinal.load(); }
+
+void select_cuda_device(int ordinal) {
+    if (probe().count == 0) fail(ErrorCode::DEVICE_ERROR, "CUDA device ", ordinal, " requested but unavailable: ", probe().status);
+    if (ordinal < 0 || ordinal >= probe().count)
+        fail(ErrorCode::INVALID_ARGUMENT, "CUDA device ", ordinal, " does not exist: this process sees ", probe().count,
+             " device(s), 0 to ", probe().count - 1, " (CUDA_VISIBLE_DEVICES renumbers them from 0)");
+    Selection& s = selection();
+    std::lock_guard<std::mutex> lock(s.mu);
+    if (s.used.load() && s.ordinal.load() != ordinal)
+        fail(ErrorCode::INVALID_ARGUMENT, "this process already runs on CUDA device ", s.ordinal.load(),
+             "; it cannot move to device ", ordinal, ": one CUDA device per process (run one process per GPU, e.g. "
+             "Spark's spark.executor.resource.gpu.amount=1, or CUDA_VISIBLE_DEVICES)");
+    s.ordinal.store(ordinal);
+}
 
 void* cuda_malloc(size_t nbytes) {
     require_device();
@@ -417,7 +455,23 @@ cudaStream_t main_stream() {
     return s;
 }
 
-cudaStream_t stream() { return t_stream ? t_stream : main_stream(); }
+cudaStream_t stream() {
+    bind_thread();
+    return t_stream ? t_stream : main_stream();
+}
+
+void bind_thread() {
+    auto& s = device::selection();
+    int d = s.ordinal.load(std::memory_order_acquire);
+    if (device::t_bound == d) return;
+    {
+        std::lock_guard<std::mutex> lock(s.mu);  // against a select_cuda_device between the load and `used`
+        d = s.ordinal.load();
+        s.used.store(true);
+    }
+    SDXL_CUDA_CHECK(cudaSetDevice(d));
+    device::t_bound = d;
+}
 
 void set_thread_stream(cudaStream_t s) noexcept { t_stream = s; }
 

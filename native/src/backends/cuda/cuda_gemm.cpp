@@ -21,6 +21,7 @@
 #include "backends/backend.h"
 #include "backends/cuda/cuda_context.cuh"
 #include "backends/cuda/cuda_libs.h"
+#include "core/device.h"
 
 #if defined(SDXL_HAVE_CUBLAS)
 
@@ -164,7 +165,8 @@ Blas& blas() {
             // The guide's recommended sizes: 32 MiB on Hopper (sm_90) and later, 4 MiB before. Plain cudaMalloc,
             // outside the caching allocator (a graph pool would take it back).
             int major = 0;
-            if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) != cudaSuccess) major = 0;
+            if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device::cuda_device()) != cudaSuccess)
+                major = 0;
             (void)cudaGetLastError();
             s->workspace_bytes = size_t(major >= 9 ? 32 : 4) << 20;
             if (cudaMalloc(&s->workspace, s->workspace_bytes) != cudaSuccess) {

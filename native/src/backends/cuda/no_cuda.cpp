@@ -19,6 +19,8 @@ bool cuda_compiled() { return false; }
 bool cuda_available() { return false; }
 std::string cuda_status() { return "CUDA backend not compiled into this build"; }
 std::string cuda_versions() { return cuda_status(); }
+int cuda_device() { return 0; }
+void select_cuda_device(int) { not_compiled(); }
 void* cuda_malloc(size_t) { not_compiled(); }
 void cuda_free(void*) noexcept {}
 void copy_host_to_device(void*, const void*, size_t) { not_compiled(); }

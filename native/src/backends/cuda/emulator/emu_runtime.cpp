@@ -3,6 +3,10 @@
 //
 //  - One device, sm_90 limits, capacity 80 GiB (SDXL4J_EMU_DEVICE_BYTES or set_device_capacity to change):
 //    cudaMalloc beyond it fails with cudaErrorMemoryAllocation, so OOM handling and recovery are testable.
+//    SDXL4J_EMU_DEVICES=N shows N such devices (one memory underneath): cudaSetDevice sets the calling thread's
+//    current device, each stream belongs to the device current when it was made, and a kernel or library call on
+//    a stream of another device than the thread's current one fails as on a GPU (Programming Guide, "Stream and
+//    Event Behavior"), so a thread that forgot cudaSetDevice is caught.
 //  - Device memory is tracked: 256-byte aligned blocks, filled with 0xFF bytes (NaN as floats) when allocated,
 //    followed by a 64-byte redzone (0xFE) that is checked after every kernel launch, on free and at every
 //    synchronising call; freed blocks are poisoned and quarantined (up to 256 MiB), so a pointer into one is
@@ -69,6 +73,7 @@ struct Capture {
 struct CUstream_st {
     int id;
     unsigned flags;  // cudaStreamNonBlocking or 0 (blocking: implicitly ordered with the legacy stream)
+    int device;      // current device of the thread that made it
     std::unique_ptr<sdxl_emu::Capture> capture;
 };
 struct CUevent_st {
@@ -126,6 +131,20 @@ struct Runtime {
 
 // The calling thread's stream capture interaction mode (cudaThreadExchangeStreamCaptureMode; global by default).
 thread_local cudaStreamCaptureMode t_capture_mode = cudaStreamCaptureModeGlobal;
+// The calling thread's current device (cudaSetDevice; 0 on a new thread, as in CUDA).
+thread_local int t_device = 0;
+
+int device_count() {  // read at each call, so a test can change it
+    const char* v = std::getenv("SDXL4J_EMU_DEVICES");
+    const int k = v && *v ? std::atoi(v) : 1;
+    return k < 1 ? 1 : (k > 16 ? 16 : k);
+}
+
+// Copies, memsets and event records may go to any device's stream; kernels and library calls may not.
+bool device_bound(const char* what) {
+    return std::strcmp(what, "cudaMemcpyAsync") != 0 && std::strcmp(what, "cudaMemsetAsync") != 0 &&
+           std::strcmp(what, "cudaEventRecord") != 0;
+}
 
 Runtime& rt() {
     static Runtime* r = new Runtime();  // never destroyed: frees may come during static destruction
@@ -232,6 +251,10 @@ cudaError_t enqueue(cudaStream_t stream, const char* what, std::function<cudaErr
     if (r.sticky != cudaSuccess) return r.sticky;
     if (!stream_valid(stream))
         return fail(cudaErrorInvalidResourceHandle, std::string("invalid resource handle: ") + what + " on an invalid stream");
+    if (!is_legacy(stream) && stream != cudaStreamPerThread && stream->device != t_device && device_bound(what))
+        return fail(cudaErrorInvalidResourceHandle, std::string("invalid resource handle: ") + what + " on a stream of "
+                    "device " + std::to_string(stream->device) + " while the thread's current device is " +
+                    std::to_string(t_device) + " (cudaSetDevice missing on this thread?)");
     if (is_legacy(stream)) {
         if (const cudaError_t e = legacy_implicit(what); e != cudaSuccess) return e;
     } else if (stream != cudaStreamPerThread && stream->capture) {
@@ -417,23 +440,26 @@ const char* cudaGetErrorString(cudaError_t error) {
 
 cudaError_t cudaGetDeviceCount(int* count) {
     if (!count) return fail(cudaErrorInvalidValue, "cudaGetDeviceCount: null count");
-    *count = 1;
+    *count = sdxl_emu::device_count();
     return cudaSuccess;
 }
 
 cudaError_t cudaGetDevice(int* device) {
     if (!device) return fail(cudaErrorInvalidValue, "cudaGetDevice: null device");
-    *device = 0;
+    *device = sdxl_emu::t_device;
     return cudaSuccess;
 }
 
 cudaError_t cudaSetDevice(int device) {
-    return device == 0 ? cudaSuccess : fail(cudaErrorInvalidDevice, "invalid device ordinal " + std::to_string(device));
+    if (device < 0 || device >= sdxl_emu::device_count())
+        return fail(cudaErrorInvalidDevice, "invalid device ordinal " + std::to_string(device));
+    sdxl_emu::t_device = device;
+    return cudaSuccess;
 }
 
 cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp* prop, int device) {
     if (!prop) return fail(cudaErrorInvalidValue, "cudaGetDeviceProperties: null prop");
-    if (device != 0) return fail(cudaErrorInvalidDevice, "invalid device ordinal " + std::to_string(device));
+    if (device < 0 || device >= sdxl_emu::device_count()) return fail(cudaErrorInvalidDevice, "invalid device ordinal " + std::to_string(device));
     std::memset(prop, 0, sizeof *prop);
     std::snprintf(prop->name, sizeof prop->name, "sdxl4j SIMT emulator (sm_90 limits)");
     prop->totalGlobalMem = sdxl_emu::device_capacity();
@@ -457,7 +483,7 @@ cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp* prop, int device) {
 
 cudaError_t cudaDeviceGetAttribute(int* value, enum cudaDeviceAttr attr, int device) {
     if (!value) return fail(cudaErrorInvalidValue, "cudaDeviceGetAttribute: null value");
-    if (device != 0) return fail(cudaErrorInvalidDevice, "invalid device ordinal " + std::to_string(device));
+    if (device < 0 || device >= sdxl_emu::device_count()) return fail(cudaErrorInvalidDevice, "invalid device ordinal " + std::to_string(device));
     switch (attr) {
         case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = int(sdxl_emu::kOptinSmem); break;
         case cudaDevAttrMaxSharedMemoryPerBlock: *value = int(sdxl_emu::kDefaultSmem); break;
@@ -690,7 +716,7 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* pStream, unsigned int flags)
     if (!pStream) return fail(cudaErrorInvalidValue, "cudaStreamCreate: null pStream");
     if (flags & ~unsigned(cudaStreamNonBlocking)) return fail(cudaErrorInvalidValue, "cudaStreamCreateWithFlags: bad flags");
     std::lock_guard<std::recursive_mutex> g(rt().lock);
-    auto* s = new CUstream_st{rt().next_stream++, flags, nullptr};
+    auto* s = new CUstream_st{rt().next_stream++, flags, sdxl_emu::t_device, nullptr};
     rt().streams.insert(s);
     *pStream = s;
     return cudaSuccess;

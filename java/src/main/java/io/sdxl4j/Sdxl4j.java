@@ -47,6 +47,25 @@ public final class Sdxl4j {
         return Native.call(() -> sdxl.cuda_status().getString());
     }
 
+    /** The CUDA device this process runs on: 0 unless {@link #selectCudaDevice} chose another. */
+    public static int cudaDevice() {
+        load();
+        return Native.call(sdxl::cuda_device);
+    }
+
+    /**
+     * Runs this process's CUDA work on device {@code ordinal} (as numbered after {@code CUDA_VISIBLE_DEVICES}), like
+     * {@code torch.cuda.set_device}: call it before loading a pipeline on {@link Device#CUDA}. One device per process:
+     * once CUDA work has run, only the same ordinal is accepted (several GPUs: one process each).
+     *
+     * @throws SdxlException INVALID_ARGUMENT for an ordinal that does not exist or a move after CUDA work ran;
+     *                       DEVICE_ERROR without a usable CUDA device; UNSUPPORTED in a build without CUDA
+     */
+    public static void selectCudaDevice(int ordinal) {
+        load();
+        Native.run(() -> sdxl.select_cuda_device(ordinal));
+    }
+
     /**
      * Bytes held by tensors the native core allocated on a device (memory-mapped weights are not counted). A
      * generation that releases everything leaves this where it was; used to check for leaks.

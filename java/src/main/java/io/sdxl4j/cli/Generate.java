@@ -2,7 +2,6 @@ package io.sdxl4j.cli;
 
 import io.sdxl4j.CancellationToken;
 import io.sdxl4j.DType;
-import io.sdxl4j.Device;
 import io.sdxl4j.ErrorCode;
 import io.sdxl4j.FewStepPreset;
 import io.sdxl4j.GenerationRequest;
@@ -111,7 +110,7 @@ public final class Generate implements Callable<Integer> {
     boolean watermark;
     @Option(names = {"-o", "--output"}, description = "output PNG (default: sdxl4j-<seed>.png; -1, -2, ... added for several images)")
     Path output;
-    @Option(names = "--device", defaultValue = "cpu", description = "cpu | cuda (default: ${DEFAULT-VALUE})")
+    @Option(names = "--device", defaultValue = "cpu", description = "cpu | cuda | cuda:N (default: ${DEFAULT-VALUE})")
     String device;
     @Option(names = "--dtype", defaultValue = "fp32", description = "fp32 | fp16 | bf16 (default: ${DEFAULT-VALUE})")
     String dtype;
@@ -163,7 +162,7 @@ public final class Generate implements Callable<Integer> {
                     + "(or use --lora for the model that generates)");
         }
         Path modelPath = resolveModel();
-        PipelineOptions options = new PipelineOptions(variant, device(device), dtype(dtype), watermark, cpuOffload,
+        PipelineOptions options = new PipelineOptions(variant, ModelArguments.device(device), dtype(dtype), watermark, cpuOffload,
                 vaeTiling || vaeTileSize != null ? VaeTiling.auto(vaeTileSize != null ? vaeTileSize : 0) : VaeTiling.OFF,
                 vae);
         long seedUsed = seed != null ? seed : new SecureRandom().nextLong() & 0x7fffffffffffffffL;
@@ -472,13 +471,6 @@ public final class Generate implements Callable<Integer> {
         }
     }
 
-    static Device device(String s) {
-        return switch (s.toLowerCase(Locale.ROOT)) {
-            case "cpu" -> Device.CPU;
-            case "cuda", "gpu" -> Device.CUDA;
-            default -> throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "--device must be cpu or cuda, got " + s);
-        };
-    }
 
     static DType dtype(String s) {
         return switch (s.toLowerCase(Locale.ROOT)) {

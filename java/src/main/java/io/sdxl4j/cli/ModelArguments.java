@@ -1,15 +1,19 @@
 package io.sdxl4j.cli;
 
+import io.sdxl4j.Device;
 import io.sdxl4j.ErrorCode;
+import io.sdxl4j.Sdxl4j;
 import io.sdxl4j.SdxlException;
 import io.sdxl4j.models.HuggingFaceCache;
 import java.nio.file.Files;
 import java.nio.file.InvalidPathException;
 import java.nio.file.Path;
+import java.util.Locale;
 import java.util.Optional;
 
 /**
- * How the command-line tools ({@code generate}, and {@code serve} in the server module) find a model: a
+ * What the command-line tools ({@code generate}, and {@code serve} in the server module) share: the
+ * {@code --device} argument, and how they find a model: a
  * {@code --model} argument (single-file checkpoint, diffusers folder or Hugging Face repo id in the cache), else
  * {@code $SDXL4J_MODEL}, else SDXL base in the Hugging Face cache, else the bundled test model (each tool says so
  * in its own words).
@@ -57,5 +61,25 @@ public final class ModelArguments {
                     + "or download it with: huggingface-cli download " + DEFAULT_REPO);
         }
         return Path.of(bundled);
+    }
+
+    /**
+     * The {@code --device} argument: {@code cpu}, {@code cuda} (or {@code gpu}), or {@code cuda:N}, which also makes
+     * CUDA device N this process's device ({@link Sdxl4j#selectCudaDevice}), as in PyTorch.
+     */
+    public static Device device(String s) {
+        String d = s.toLowerCase(Locale.ROOT).trim();
+        if (d.equals("cpu")) {
+            return Device.CPU;
+        }
+        if (d.equals("cuda") || d.equals("gpu")) {
+            return Device.CUDA;
+        }
+        if (d.matches("cuda:\\d{1,4}")) {
+            Sdxl4j.selectCudaDevice(Integer.parseInt(d.substring(5)));
+            return Device.CUDA;
+        }
+        throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "--device must be cpu, cuda or cuda:N (N: a CUDA device "
+                + "number, 0 first), got " + s);
     }
 }

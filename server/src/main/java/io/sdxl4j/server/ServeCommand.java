@@ -1,7 +1,6 @@
 package io.sdxl4j.server;
 
 import io.sdxl4j.DType;
-import io.sdxl4j.Device;
 import io.sdxl4j.PipelineOptions;
 import io.sdxl4j.Sdxl4j;
 import io.sdxl4j.cli.ModelArguments;
@@ -53,7 +52,7 @@ public final class ServeCommand implements Callable<Integer> {
     int maxImages;
     @Option(names = "--max-steps", defaultValue = "150", description = "most denoising steps per request (default: ${DEFAULT-VALUE})")
     int maxSteps;
-    @Option(names = "--device", defaultValue = "cpu", description = "cpu | cuda (default: ${DEFAULT-VALUE})")
+    @Option(names = "--device", defaultValue = "cpu", description = "cpu | cuda | cuda:N (default: ${DEFAULT-VALUE})")
     String device;
     @Option(names = "--dtype", defaultValue = "fp32", description = "fp32 | fp16 | bf16 (default: ${DEFAULT-VALUE})")
     String dtype;
@@ -94,7 +93,7 @@ public final class ServeCommand implements Callable<Integer> {
         }
         ServerConfig cfg = new ServerConfig(host, port, key, queue, Duration.ofSeconds(timeoutSeconds), maxBodyMb << 20,
                 maxSide, (long) maxSide * maxSide, maxImages, maxSteps);
-        PipelineOptions options = new PipelineOptions(variant, device(device), dtype(dtype), watermark, false);
+        PipelineOptions options = new PipelineOptions(variant, ModelArguments.device(device), dtype(dtype), watermark, false);
         Path modelPath = resolveModel();
         Path refinerPath = refiner == null ? null : resolve(refiner);
         System.err.println("loading " + modelPath + (refinerPath == null ? "" : " with refiner " + refinerPath) + " ...");
@@ -125,13 +124,6 @@ public final class ServeCommand implements Callable<Integer> {
         return ModelArguments.resolve(pathOrRepo);
     }
 
-    private static Device device(String s) {
-        return switch (s.toLowerCase(Locale.ROOT)) {
-            case "cpu" -> Device.CPU;
-            case "cuda", "gpu" -> Device.CUDA;
-            default -> throw new IllegalArgumentException("--device must be cpu or cuda, got " + s);
-        };
-    }
 
     private static DType dtype(String s) {
         return switch (s.toLowerCase(Locale.ROOT)) {

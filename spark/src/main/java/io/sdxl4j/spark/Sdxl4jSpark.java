@@ -18,7 +18,6 @@ import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
 import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.StructType;
-import org.apache.spark.util.LongAccumulator;
 
 /**
  * Batch text to image over a Spark {@link Dataset} of prompts.
@@ -46,12 +45,16 @@ public final class Sdxl4jSpark {
 
     /**
      * The input rows with image, seed_used, parameters and error added; lazy like any Spark transformation (nothing
-     * runs before an action). A named accumulator "sdxl4j images" counts the images made (retried tasks count again,
-     * as for any accumulator updated in a transformation).
+     * runs before an action). Progress goes to new named accumulators (see {@link Progress}), shown in the Spark UI.
      *
      * @throws SdxlException INVALID_ARGUMENT when the input has no string prompt column or already has an output column
      */
     public static Dataset<Row> generate(Dataset<Row> prompts, GenerateOptions options) {
+        return generate(prompts, options, Progress.register(prompts.sparkSession().sparkContext()));
+    }
+
+    /** {@link #generate(Dataset, GenerateOptions)} counting into {@code progress}, readable on the driver after an action. */
+    public static Dataset<Row> generate(Dataset<Row> prompts, GenerateOptions options, Progress progress) {
         StructType in = prompts.schema();
         if (!Arrays.asList(in.fieldNames()).contains("prompt") || !in.apply("prompt").dataType().equals(DataTypes.StringType)) {
             throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "the input needs a string column \"prompt\"; it has " + in.simpleString());
@@ -63,19 +66,34 @@ public final class Sdxl4jSpark {
         }
         StructType out = in.add(IMAGE, DataTypes.BinaryType, true).add(SEED_USED, DataTypes.LongType, true)
                 .add(PARAMETERS, DataTypes.StringType, true).add(ERROR, DataTypes.StringType, true);
-        LongAccumulator images = prompts.sparkSession().sparkContext().longAccumulator("sdxl4j images");
-        RowGenerator generator = new RowGenerator(options, in, images);
+        RowGenerator generator = new RowGenerator(options, in, progress);
         return prompts.mapPartitions(generator, Encoders.row(out));
+    }
+
+    /** The format of {@link #writeImages}'s manifest at {@code <dir>/manifest}. */
+    public enum ManifestFormat {
+        /** Parquet files (Spark's default table format). */
+        PARQUET,
+        /** JSON Lines files, one object per row (Spark's {@code write().json}). */
+        JSON
+    }
+
+    /** {@link #writeImages(Dataset, GenerateOptions, String, ManifestFormat, Progress)} with a Parquet manifest. */
+    public static Dataset<Row> writeImages(Dataset<Row> prompts, GenerateOptions options, String directory) {
+        return writeImages(prompts, options, directory, ManifestFormat.PARQUET,
+                Progress.register(prompts.sparkSession().sparkContext()));
     }
 
     /**
      * Generates into a Hadoop-compatible directory (file:, hdfs:, s3a:, ...): {@code <dir>/images/<id>.png} for each
-     * row, then a Parquet manifest at {@code <dir>/manifest} (id, path, seed_used, parameters, error, status) and
-     * returns it. The input needs an id column of file-name-safe text ([A-Za-z0-9._-]). A PNG that already exists is
-     * not generated again (status "exists": a re-run after a failure only does what is missing); new files are
-     * written under a temporary name and renamed, so a killed or speculative task never leaves half a PNG.
+     * row, then a manifest at {@code <dir>/manifest} (id, path, seed_used, parameters, error, status) in
+     * {@code format}, and returns it. The input needs an id column of file-name-safe text ([A-Za-z0-9._-]). A PNG that
+     * already exists is not generated again (status "exists": a re-run after a failure only does what is missing);
+     * new files are written under a temporary name and renamed, so a killed or speculative task never leaves half a
+     * PNG. {@code progress} counts the images made (not the skipped ones).
      */
-    public static Dataset<Row> writeImages(Dataset<Row> prompts, GenerateOptions options, String directory) {
+    public static Dataset<Row> writeImages(Dataset<Row> prompts, GenerateOptions options, String directory,
+                                           ManifestFormat format, Progress progress) {
         if (!Arrays.asList(prompts.schema().fieldNames()).contains("id")) {
             throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "writeImages needs an id column: it names the files");
         }
@@ -84,19 +102,23 @@ public final class Sdxl4jSpark {
                 throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "the input already has a column \"" + c + "\"");
             }
         }
-        Dataset<Row> generated = generate(prompts, options, directory);
+        Dataset<Row> generated = generate(prompts, options, directory, progress);
         Dataset<Row> manifest = generated.select("id", "path", SEED_USED, PARAMETERS, ERROR, "status");
-        manifest.write().mode("overwrite").parquet(directory + "/manifest");
-        return prompts.sparkSession().read().parquet(directory + "/manifest");
+        String at = directory + "/manifest";
+        if (format == ManifestFormat.JSON) {
+            manifest.write().mode("overwrite").json(at);
+            return prompts.sparkSession().read().schema(manifest.schema()).json(at);
+        }
+        manifest.write().mode("overwrite").parquet(at);
+        return prompts.sparkSession().read().parquet(at);
     }
 
-    private static Dataset<Row> generate(Dataset<Row> prompts, GenerateOptions options, String directory) {
+    private static Dataset<Row> generate(Dataset<Row> prompts, GenerateOptions options, String directory, Progress progress) {
         StructType in = prompts.schema();
         StructType out = in.add(IMAGE, DataTypes.BinaryType, true).add(SEED_USED, DataTypes.LongType, true)
                 .add(PARAMETERS, DataTypes.StringType, true).add(ERROR, DataTypes.StringType, true)
                 .add("path", DataTypes.StringType, true).add("status", DataTypes.StringType, true);
-        LongAccumulator images = prompts.sparkSession().sparkContext().longAccumulator("sdxl4j images");
-        ImageWriter writer = new ImageWriter(new RowGenerator(options, in, images), in.size(), directory);
+        ImageWriter writer = new ImageWriter(new RowGenerator(options, in, progress), in.size(), directory);
         return prompts.mapPartitions(writer, Encoders.row(out));
     }
 
@@ -227,12 +249,12 @@ public final class Sdxl4jSpark {
         static final java.util.concurrent.atomic.AtomicInteger INJECTED_FAILURES = new java.util.concurrent.atomic.AtomicInteger();
         final GenerateOptions options;
         private final StructType in;
-        private final LongAccumulator images;
+        private final Progress progress;  // null: not counted (the SQL function)
 
-        RowGenerator(GenerateOptions options, StructType in, LongAccumulator images) {
+        RowGenerator(GenerateOptions options, StructType in, Progress progress) {
             this.options = options;
             this.in = in;
-            this.images = images;
+            this.progress = progress;
         }
 
         @Override
@@ -272,13 +294,16 @@ public final class Sdxl4jSpark {
                 values[at + 1] = request.seed();
                 StableDiffusionXL pipeline = PipelineHolder.get(options);
                 GenerationResult result;
+                long nanos;
                 synchronized (pipeline) {  // one pipeline per executor: its tasks take turns on it (and on its GPU)
+                    long start = System.nanoTime();
                     result = pipeline.generate(request);
+                    nanos = System.nanoTime() - start;
                 }
                 values[at] = result.pngBytes(0);
                 values[at + 2] = result.parameters(0).toInfotext();
-                if (images != null) {
-                    images.add(1);
+                if (progress != null) {
+                    progress.add(request.steps(), nanos);
                 }
             } catch (SdxlException | IllegalArgumentException | ClassCastException | ArithmeticException e) {
                 if (options.failOnError()) {

@@ -104,10 +104,16 @@ class Sdxl4jSparkTest {
     @Test
     void fortyRowsGiveTheJavaApisPngsAndOnePipelineLoad() throws IOException {
         baseline();  // the pipeline loaded and warm: the timing below is generation, not the load
+        Progress progress = Progress.register(spark.sparkContext());
         long t0 = System.nanoTime();
-        Map<String, Row> rows = byId(Sdxl4jSpark.generate(fortyRows(), options));
+        Map<String, Row> rows = byId(Sdxl4jSpark.generate(fortyRows(), options, progress));
         long sparkNanos = System.nanoTime() - t0;
         assertEquals(40, rows.size());
+        assertEquals(40, progress.images(), progress.toString());
+        assertEquals(40 * 2, progress.steps(), "2 steps a row");
+        assertTrue(progress.generationMillis() > 0 && progress.generationMillis() * 1e6 <= 2 * sparkNanos,
+                "pipeline time is within the job's (2 task threads): " + progress.generationMillis() + " ms");
+        assertTrue(progress.stepsPerSecond() > 0 && Double.isFinite(progress.stepsPerSecond()), progress.toString());
         long loopNanos = 0;
         for (int i = 0; i < 40; i++) {
             Row r = rows.get(String.format("r%02d", i));
@@ -129,8 +135,9 @@ class Sdxl4jSparkTest {
         }
         assertEquals(1, Sdxl4jSpark.pipelineLoads(), "one pipeline load in this (driver = executor) JVM");
         // Figures for benchmarks/RESULTS.md (not asserted: timing on shared CI machines varies).
-        System.out.printf("sdxl4j-spark: 40 images, local[2] job %.2f s (%.1f images/s), plain Java loop %.2f s (%.1f images/s)%n",
-                sparkNanos / 1e9, 40 / (sparkNanos / 1e9), loopNanos / 1e9, 40 / (loopNanos / 1e9));
+        System.out.printf("sdxl4j-spark: 40 images, local[2] job %.2f s (%.1f images/s; %s), plain Java loop %.2f s "
+                + "(%.1f images/s)%n", sparkNanos / 1e9, 40 / (sparkNanos / 1e9), progress, loopNanos / 1e9,
+                40 / (loopNanos / 1e9));
     }
 
     @Test
@@ -222,9 +229,16 @@ class Sdxl4jSparkTest {
             assertNotNull(e.getValue().getAs(Sdxl4jSpark.PARAMETERS));
             assertArrayEquals(expected.get(e.getKey()), Files.readAllBytes(dir.resolve("out/images/" + e.getKey() + ".png")), e.getKey());
         }
-        // A re-run after losing one PNG makes only that one again, with the same bytes.
+        // A re-run after losing one PNG makes only that one again, with the same bytes; this time with a JSON manifest.
         Files.delete(dir.resolve("out/images/r03.png"));
-        Map<String, Row> again = byId(Sdxl4jSpark.writeImages(input, options, out));
+        Progress progress = Progress.register(spark.sparkContext());
+        Map<String, Row> again = byId(Sdxl4jSpark.writeImages(input, options, out, Sdxl4jSpark.ManifestFormat.JSON, progress));
+        assertEquals(1, progress.images(), "only the missing image is made");
+        assertEquals(6, again.size());
+        assertEquals((String) manifest.get("r03").getAs(Sdxl4jSpark.PARAMETERS), again.get("r03").getAs(Sdxl4jSpark.PARAMETERS));
+        try (var parts = Files.list(dir.resolve("out/manifest"))) {
+            assertTrue(parts.anyMatch(f -> f.getFileName().toString().endsWith(".json")), "JSON Lines part files");
+        }
         for (Map.Entry<String, Row> e : again.entrySet()) {
             assertEquals(e.getKey().equals("r03") ? "written" : "exists", e.getValue().getAs("status"), e.getKey());
             assertArrayEquals(expected.get(e.getKey()), Files.readAllBytes(dir.resolve("out/images/" + e.getKey() + ".png")), e.getKey());
