@@ -195,6 +195,12 @@ final class Components implements AutoCloseable {
         }
     }
 
+    /** The same parts owning none of them: another pipeline over these models (closing it closes nothing). */
+    Components sharedView() {
+        return new Components(folder, checkpoint, encoders, unet, unetConfig, vae, vaeConfig, schedulerConfig,
+                forceZerosForEmptyPrompt, requiresAestheticsScore, new ArrayList<>());
+    }
+
     /** Closes what this pipeline owns, last opened first. */
     @Override
     public void close() {

@@ -47,6 +47,15 @@ public final class Refiner implements AutoCloseable {
         return open(ModelSource.fromPretrained(pathOrRepoId), options);
     }
 
+    /**
+     * Image-to-image with {@code base}'s models, as diffusers' {@code StableDiffusionXLImg2ImgPipeline.from_pipe(base)}:
+     * nothing is loaded and no weights are copied; the LoRAs and embeddings loaded on {@code base} apply. Closing the
+     * result leaves {@code base} open; once {@code base} is closed, the result refuses to run.
+     */
+    public static Refiner fromPipe(StableDiffusionXL base) {
+        return new Refiner(SdxlEngine.img2imgView(base.engine()));
+    }
+
     private static Refiner open(ModelSource source, PipelineOptions options) {
         Sdxl4j.load();
         return new Refiner(SdxlEngine.open(source, options, true, null));

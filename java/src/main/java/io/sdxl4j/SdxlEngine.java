@@ -58,6 +58,11 @@ final class SdxlEngine implements AutoCloseable {
     private volatile boolean closed;
 
     private SdxlEngine(Components parts, PipelineOptions options, boolean img2img) {
+        this(parts, options, img2img, null);
+    }
+
+    /** {@code embeddings}: another engine's (a view over its models uses the embeddings loaded there), or null. */
+    private SdxlEngine(Components parts, PipelineOptions options, boolean img2img, LoadedEmbeddings embeddings) {
         this.parts = parts;
         this.folder = parts.folder;
         this.checkpoint = parts.checkpoint;
@@ -67,8 +72,8 @@ final class SdxlEngine implements AutoCloseable {
         this.unetConfig = parts.unetConfig;
         this.vae = parts.vae;
         this.options = options;
-        this.embeddings = new LoadedEmbeddings(parts.encoders);
-        this.prompts = new PromptEncoder(parts, embeddings);
+        this.embeddings = embeddings != null ? embeddings : new LoadedEmbeddings(parts.encoders);
+        this.prompts = new PromptEncoder(parts, this.embeddings);
         this.vaeCodec = new VaeCodec(parts.vae, parts.vaeConfig, options.vaeTiling());
         this.loras = new LoraOverlay(this);
     }
@@ -91,6 +96,16 @@ final class SdxlEngine implements AutoCloseable {
             parts.close();
             throw e;
         }
+    }
+
+    /**
+     * An image-to-image engine over {@code base}'s models, tokenizers, embeddings and configs (diffusers'
+     * {@code StableDiffusionXLImg2ImgPipeline.from_pipe}): nothing is loaded or copied, LoRAs fused or attached to
+     * base's models apply to both, and closing the view closes none of them (after base is closed, it refuses to run).
+     */
+    static SdxlEngine img2imgView(SdxlEngine base) {
+        base.checkOpen();
+        return new SdxlEngine(base.parts.sharedView(), base.options, true, base.embeddings);
     }
 
     void checkOpen() {

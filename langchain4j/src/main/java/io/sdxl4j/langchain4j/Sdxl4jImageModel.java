@@ -29,7 +29,7 @@ import java.util.Map;
 /**
  * LangChain4j's {@link ImageModel} on an sdxl4j pipeline, in process: {@link #generate(String)} and
  * {@link #generate(String, int)} are text to image on the base pipeline, {@link #edit(Image, String)} is image to
- * image (SDEdit with {@link Builder#strength}) on the same model loaded as an img2img pipeline on first use.
+ * image (SDEdit with {@link Builder#strength}) on the same model's loaded weights (or another model, if named).
  * Images come back as base64 PNGs ({@code image/png}) carrying AUTOMATIC1111's {@code parameters} text chunk, the
  * same bytes as {@link GenerationResult#pngBytes}; the response metadata holds the seed ({@code "seed"}) and the
  * infotexts ({@code "parameters"}, one per image). {@code revisedPrompt} stays null: the prompt is used as given.
@@ -58,7 +58,7 @@ public final class Sdxl4jImageModel implements ImageModel, AutoCloseable {
 
     private final StableDiffusionXL pipeline;
     private final boolean ownsPipeline;
-    private final Path img2imgModel;
+    private final Path img2imgModel;  // null: edit on the base pipeline's models
     private final PipelineOptions options;
     private final GenerationRequest defaults;      // steps, guidance, scheduler, negative prompt, strength
     private final Integer width, height;           // text to image only: img2img keeps the picture's size
@@ -108,8 +108,8 @@ public final class Sdxl4jImageModel implements ImageModel, AutoCloseable {
     /**
      * Image to image: the picture (base64 data, or a {@code data:} or {@code file:} URL; nothing is downloaded) is
      * resized down to a multiple of 8 as diffusers does, noised to {@link Builder#strength} and denoised following the
-     * prompt, at the picture's size. The img2img pipeline is loaded on the first call (a second copy of the model's
-     * weights while this model is open).
+     * prompt, at the picture's size. It runs on the base pipeline's own models ({@code Refiner.fromPipe}: no second
+     * copy), or on the {@link Builder#img2imgModelPath} model, loaded on the first call.
      */
     @Override
     public Response<Image> edit(Image image, String prompt) {
@@ -159,7 +159,8 @@ public final class Sdxl4jImageModel implements ImageModel, AutoCloseable {
             throw new SdxlException(ErrorCode.INVALID_ARGUMENT, "the image model is closed");
         }
         if (img2img == null) {
-            img2img = Refiner.load(img2imgModel, options);
+            // The base's own models (no second copy), unless another model was named for editing.
+            img2img = img2imgModel == null ? Refiner.fromPipe(pipeline) : Refiner.load(img2imgModel, options);
         }
         return img2img;
     }
@@ -246,7 +247,7 @@ public final class Sdxl4jImageModel implements ImageModel, AutoCloseable {
         public Builder modelPath(Path path) { this.modelPath = path; return this; }
         /** A pipeline loaded elsewhere (shared with other users; {@link #close()} leaves it open). */
         public Builder pipeline(StableDiffusionXL p) { this.pipeline = p; return this; }
-        /** The model {@link #edit(Image, String)} runs on (default: the base model's folder or file). */
+        /** Another model for {@link #edit(Image, String)} (a diffusers folder; default: the base pipeline's own models). */
         public Builder img2imgModelPath(Path path) { this.img2imgModelPath = path; return this; }
         /** How the pipelines load (variant, device, dtype, watermark, offload, VAE tiling). */
         public Builder options(PipelineOptions o) { this.options = o; return this; }
@@ -297,11 +298,7 @@ public final class Sdxl4jImageModel implements ImageModel, AutoCloseable {
             GenerationRequest d = GenerationRequest.builder().steps(steps).guidanceScale(guidanceScale)
                     .negativePrompt(negativePrompt).scheduler(scheduler).strength(strength).build();
             StableDiffusionXL base = pipeline != null ? pipeline : StableDiffusionXL.load(modelPath, options);
-            Path img2img = img2imgModelPath;
-            if (img2img == null) {
-                img2img = base.singleFile() != null ? base.singleFile() : base.folder();
-            }
-            return new Sdxl4jImageModel(this, base, pipeline == null, img2img, d);
+            return new Sdxl4jImageModel(this, base, pipeline == null, img2imgModelPath, d);
         }
 
         private static SdxlException bad(String message) {

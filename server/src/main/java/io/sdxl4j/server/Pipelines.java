@@ -26,11 +26,9 @@ import java.util.List;
  */
 final class Pipelines implements AutoCloseable {
     private final Path modelPath;
-    private final Path configFolder;
-    private final PipelineOptions options;
     private final StableDiffusionXL base;
     private final Refiner refiner;
-    private Refiner img2img;  // loaded on first use, by the worker thread
+    private Refiner img2img;  // over the base's models, made on first use by the worker thread
     private final String modelName;
     private final String modelHash;
     private final String refinerName;
@@ -41,8 +39,6 @@ final class Pipelines implements AutoCloseable {
 
     Pipelines(Path model, Path refinerPath, Path configFolder, PipelineOptions options) {
         this.modelPath = model;
-        this.configFolder = configFolder;
-        this.options = options;
         this.base = Files.isRegularFile(model) ? StableDiffusionXL.fromSingleFile(model, configFolder, options)
                 : StableDiffusionXL.load(model, options);
         try {
@@ -162,8 +158,7 @@ final class Pipelines implements AutoCloseable {
 
     private Refiner img2img() {
         if (img2img == null) {
-            img2img = Files.isRegularFile(modelPath) ? Refiner.fromSingleFile(modelPath, configFolder, options)
-                    : Refiner.load(modelPath, options);
+            img2img = Refiner.fromPipe(base);  // the base's models: no second copy
         }
         return img2img;
     }
