@@ -49,8 +49,9 @@ public final class Refiner implements AutoCloseable {
 
     /**
      * Image-to-image with {@code base}'s models, as diffusers' {@code StableDiffusionXLImg2ImgPipeline.from_pipe(base)}:
-     * nothing is loaded and no weights are copied; the LoRAs and embeddings loaded on {@code base} apply. Closing the
-     * result leaves {@code base} open; once {@code base} is closed, the result refuses to run.
+     * nothing is loaded and no weights are copied; the two share one set of LoRAs and embeddings (loaded through
+     * either, they apply to both, as diffusers' shared modules do). Closing the result leaves {@code base} and its
+     * LoRAs as they are; once {@code base} is closed, the result refuses to run.
      */
     public static Refiner fromPipe(StableDiffusionXL base) {
         return new Refiner(SdxlEngine.img2imgView(base.engine()));

@@ -56,13 +56,17 @@ final class SdxlEngine implements AutoCloseable {
     private final PromptEncoder prompts;
     private final VaeCodec vaeCodec;
     private volatile boolean closed;
+    private final SdxlEngine viewOf;  // non-null: a view over that engine's models (owns nothing)
 
     private SdxlEngine(Components parts, PipelineOptions options, boolean img2img) {
         this(parts, options, img2img, null);
     }
 
-    /** {@code embeddings}: another engine's (a view over its models uses the embeddings loaded there), or null. */
-    private SdxlEngine(Components parts, PipelineOptions options, boolean img2img, LoadedEmbeddings embeddings) {
+    /**
+     * {@code viewOf}: the engine whose models {@code parts} are (a view); its LoRA overlay and embeddings are used,
+     * not new ones, so that both see the same set, and they stay its own. Null for an engine of its own.
+     */
+    private SdxlEngine(Components parts, PipelineOptions options, boolean img2img, SdxlEngine viewOf) {
         this.parts = parts;
         this.folder = parts.folder;
         this.checkpoint = parts.checkpoint;
@@ -72,10 +76,12 @@ final class SdxlEngine implements AutoCloseable {
         this.unetConfig = parts.unetConfig;
         this.vae = parts.vae;
         this.options = options;
-        this.embeddings = embeddings != null ? embeddings : new LoadedEmbeddings(parts.encoders);
+        this.viewOf = viewOf;
+        this.embeddings = viewOf != null ? viewOf.embeddings : new LoadedEmbeddings(parts.encoders);
         this.prompts = new PromptEncoder(parts, this.embeddings);
         this.vaeCodec = new VaeCodec(parts.vae, parts.vaeConfig, options.vaeTiling());
-        this.loras = new LoraOverlay(this);
+        // One overlay per set of models: it hooks their slots (re-applied after an offload reload).
+        this.loras = viewOf != null ? viewOf.loras : new LoraOverlay(this);
     }
 
     // ============================================================================================== loading
@@ -100,12 +106,13 @@ final class SdxlEngine implements AutoCloseable {
 
     /**
      * An image-to-image engine over {@code base}'s models, tokenizers, embeddings and configs (diffusers'
-     * {@code StableDiffusionXLImg2ImgPipeline.from_pipe}): nothing is loaded or copied, LoRAs fused or attached to
-     * base's models apply to both, and closing the view closes none of them (after base is closed, it refuses to run).
+     * {@code StableDiffusionXLImg2ImgPipeline.from_pipe}): nothing is loaded or copied; the LoRAs and embeddings are
+     * one set for both (loaded through either, they apply to both); closing the view closes none of it (after base
+     * is closed, the view refuses to run).
      */
     static SdxlEngine img2imgView(SdxlEngine base) {
         base.checkOpen();
-        return new SdxlEngine(base.parts.sharedView(), base.options, true, base.embeddings);
+        return new SdxlEngine(base.parts.sharedView(), base.options, true, base);
     }
 
     void checkOpen() {
@@ -344,7 +351,9 @@ final class SdxlEngine implements AutoCloseable {
             return;
         }
         closed = true;
-        loras.close();
+        if (viewOf == null) {
+            loras.close();
+        }
         parts.close();
     }
 }

@@ -2,10 +2,13 @@ package io.sdxl4j;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
 import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.List;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -32,7 +35,16 @@ class RefinerFromPipeTest {
             assertSame(base.engine().vae, view.engine().vae);
             assertSame(base.engine().encoders, view.engine().encoders);
             assertArrayEquals(expected, view.generate(img2img).pixels(), "as a separately loaded img2img pipeline");
+            // One LoRA set for both: loaded on the base, it applies to the view as to a separate pipeline given it.
+            Path lora = ReferenceData.root().resolve("cases/lora/kohya_sgm_fp16.lora.safetensors");
+            String name = base.loadLora(lora, 0.8, LoraMode.UNFUSED);
+            separate.loadLora(lora, 0.8, LoraMode.UNFUSED);
+            float[] withLora = separate.generate(img2img).pixels();
+            assertFalse(Arrays.equals(expected, withLora), "the LoRA changes the image");
+            assertArrayEquals(withLora, view.generate(img2img).pixels(), "the base's LoRA applies to the view");
             view.close();
+            assertEquals(List.of(name), List.copyOf(base.loras().keySet()), "closing the view left the base's LoRA");
+            base.unloadLoras();
             // Closing the view closed nothing of the base's.
             assertArrayEquals(start.pixels(), base.generate(GenerationRequest.builder().prompt("a lighthouse")
                     .size(64, 64).steps(3).seed(5).build()).pixels());
