@@ -10,6 +10,7 @@ import io.sdxl4j.PromptSyntax;
 import io.sdxl4j.SchedulerKind;
 import io.sdxl4j.text.LoraTags;
 import io.sdxl4j.Sdxl4j;
+import io.sdxl4j.SdxlException;
 import io.sdxl4j.images.GenerationParameters;
 import java.awt.image.BufferedImage;
 import java.time.LocalDateTime;
@@ -51,6 +52,9 @@ final class A1111Api {
         r.get("/sdapi/v1/samplers", ctx -> Server.json(ctx, samplers()));
         r.get("/sdapi/v1/schedulers", ctx -> Server.json(ctx, schedulers()));
         r.get("/sdapi/v1/sd-models", ctx -> Server.json(ctx, sdModels()));
+        r.get("/sdapi/v1/loras", ctx -> Server.json(ctx, loraList()));
+        // A1111 rescans its folder here; this server looks the folder up on every request anyway.
+        r.post("/sdapi/v1/refresh-loras", ctx -> Server.json(ctx, NullNode.getInstance()));
         r.get("/sdapi/v1/options", ctx -> Server.json(ctx, options()));
         r.post("/sdapi/v1/options", ctx -> {
             Fields f = Fields.parse(server.body(ctx));
@@ -85,9 +89,11 @@ final class A1111Api {
         ServerConfig c = server.config;
         refuseUnsupported(f, img2img);
         double eta = settings(f.object("override_settings"), etaDdim);
-        String prompt = extraNetworks("prompt", f.string("prompt", "", 32000));
-        String negative = f.has("negative_prompt") ? extraNetworks("negative_prompt", f.string("negative_prompt", "", 32000))
-                : null;
+        String promptAsWritten = f.string("prompt", "", 32000);
+        LoraTags.Parsed tagged = parseTags("prompt", promptAsWritten);
+        String prompt = tagged.prompt();
+        List<ImageSpec.LoraUse> loras = loras(tagged.loras());
+        String negative = f.has("negative_prompt") ? negativeWithoutTags(f.string("negative_prompt", "", 32000)) : null;
         long seed = f.longOrNull("seed") == null ? -1 : f.longOrNull("seed");
         int batchSize = f.integer("batch_size", 1, 1, c.maxImages());
         int nIter = f.integer("n_iter", 1, 1, c.maxImages());
@@ -155,11 +161,11 @@ final class A1111Api {
 
         long firstSeed = seed == -1 ? Server.randomSeed() : seed;
         ImageSpec spec = new ImageSpec(prompt, negative, PromptSyntax.A1111, width, height, steps, cfg, firstSeed, kind, batchSize * nIter,
-                useRefiner, switchAt, init, resize, strength, eta);
+                useRefiner, switchAt, init, resize, strength, eta, loras, loras.isEmpty() ? null : promptAsWritten);
 
         // A1111 echoes its whole request model; here the request as sent, with the fields that ran filled in.
         ObjectNode parameters = f.node().deepCopy();
-        parameters.put("prompt", prompt);
+        parameters.put("prompt", promptAsWritten);  // as sent, tags included (A1111 echoes its request)
         parameters.put("negative_prompt", negative == null ? "" : negative);
         parameters.put("seed", seed);
         parameters.put("sampler_name", samplerName);
@@ -178,17 +184,62 @@ final class A1111Api {
         return new Request(spec, parameters, sendImages, samplerName);
     }
 
-    /**
-     * A1111 cuts extra-network tags ({@code <name:...>}) out of prompts. LoRA tags would load a LoRA into the one
-     * shared pipeline for one request, which this server does not do: refused.
-     */
-    private static String extraNetworks(String field, String prompt) {
-        LoraTags.Parsed p = LoraTags.parse(prompt);
+    /** A1111 cuts extra-network tags ({@code <name:...>}) out of a prompt; the LoRA ones are returned to load. */
+    private static LoraTags.Parsed parseTags(String field, String prompt) {
+        try {
+            return LoraTags.parse(prompt);
+        } catch (SdxlException e) {
+            throw ApiException.badRequest(field, e.getMessage());
+        }
+    }
+
+    /** The negative prompt's tags are cut out too; LoRA tags there would do nothing, so they are refused. */
+    private static String negativeWithoutTags(String negative) {
+        LoraTags.Parsed p = parseTags("negative_prompt", negative);
         if (!p.loras().isEmpty()) {
-            throw ApiException.badRequest(field, "LoRA tags such as <lora:" + p.loras().get(0).name()
-                    + ":...> are not supported by the server; remove them");
+            throw ApiException.badRequest("negative_prompt", "LoRA tags such as <lora:" + p.loras().get(0).name()
+                    + ":...> belong in the prompt, not the negative prompt");
         }
         return p.prompt();
+    }
+
+    /**
+     * The files of the prompt's LoRA tags, from the server's LoRA folder; a name twice adds the weights (A1111 sums
+     * the multipliers of a repeated network).
+     */
+    private List<ImageSpec.LoraUse> loras(List<LoraTags.Tag> tags) {
+        if (tags.isEmpty()) {
+            return List.of();
+        }
+        LoraLibrary library = server.pipelines.loraLibrary();
+        if (library == null) {
+            throw ApiException.badRequest("prompt", "the prompt has <lora:" + tags.get(0).name() + ":...> but this "
+                    + "server has no LoRA folder (start it with --lora-dir DIR)");
+        }
+        java.util.LinkedHashMap<String, ImageSpec.LoraUse> uses = new java.util.LinkedHashMap<>();
+        for (LoraTags.Tag t : tags) {
+            LoraLibrary.Entry e = library.find(t.name()).orElseThrow(() -> ApiException.badRequest("prompt",
+                    "no LoRA named \"" + t.name() + "\" in the server's LoRA folder (GET /sdapi/v1/loras lists them)"));
+            uses.merge(e.name(), new ImageSpec.LoraUse(e.name(), e.file(), t.weight()),
+                    (a, b) -> new ImageSpec.LoraUse(a.name(), a.file(), a.weight() + b.weight()));
+        }
+        return List.copyOf(uses.values());
+    }
+
+    /** A1111's GET /sdapi/v1/loras: name, alias, path (relative to the LoRA folder here) and metadata (none read). */
+    private ArrayNode loraList() {
+        ArrayNode out = Fields.JSON.createArrayNode();
+        LoraLibrary library = server.pipelines.loraLibrary();
+        if (library != null) {
+            for (LoraLibrary.Entry e : library.list()) {
+                ObjectNode o = out.addObject();
+                o.put("name", e.name());
+                o.put("alias", e.name());
+                o.put("path", e.relative().toString());
+                o.putObject("metadata");
+            }
+        }
+        return out;
     }
 
     /** Fields that ask for something these pipelines do not do: 400 when set to anything but A1111's "off" value. */

@@ -17,11 +17,18 @@ import java.util.List;
  * @param initImages      image to image: image i starts from {@code initImages[i % size]}; null for text to image
  * @param resize          image to image: resize the init images to width x height first (else their own size)
  * @param strength        image to image: denoising strength in (0, 1]
+ * @param loras           LoRAs for this request only (A1111 prompt tags), applied to the base model's UNet and text
+ *                        encoders while it runs; empty for none
+ * @param promptAsWritten the prompt for the infotext (A1111 keeps the tags there); null: {@code prompt}
  */
 record ImageSpec(String prompt, String negativePrompt, PromptSyntax syntax, int width, int height, int steps,
                  double guidanceScale,
                  long seed, SchedulerKind scheduler, int count, boolean useRefiner, double refinerSwitchAt,
-                 List<BufferedImage> initImages, boolean resize, double strength, double eta) {
+                 List<BufferedImage> initImages, boolean resize, double strength, double eta, List<LoraUse> loras,
+                 String promptAsWritten) {
+    /** A LoRA file named by a prompt tag, with the tag's weight. */
+    record LoraUse(String name, java.nio.file.Path file, double weight) {}
+
     boolean img2img() {
         return initImages != null;
     }

@@ -6,6 +6,7 @@ import io.javalin.config.RoutesConfig;
 import io.javalin.http.Context;
 import io.sdxl4j.PromptSyntax;
 import io.sdxl4j.SchedulerKind;
+import java.util.List;
 import java.util.Locale;
 import java.util.Set;
 import java.util.regex.Matcher;
@@ -175,6 +176,6 @@ final class OpenAiApi {
             throw ApiException.badRequest("prompt_syntax", "must be plain, compel or a1111, got \"" + syntaxName + "\"");
         }
         return new ImageSpec(prompt, negative, syntax, width, height, steps, guidance, seed != null ? seed : Server.randomSeed(),
-                scheduler, n, refiner, switchAt, null, false, 0, 0);
+                scheduler, n, refiner, switchAt, null, false, 0, 0, List.of(), null);
     }
 }

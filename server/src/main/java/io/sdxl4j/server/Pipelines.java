@@ -5,6 +5,7 @@ import io.sdxl4j.GenerationRequest;
 import io.sdxl4j.GenerationResult;
 import io.sdxl4j.Generator;
 import io.sdxl4j.ImageInput;
+import io.sdxl4j.LoraMode;
 import io.sdxl4j.PipelineOptions;
 import io.sdxl4j.Refiner;
 import io.sdxl4j.SdxlException;
@@ -29,6 +30,7 @@ final class Pipelines implements AutoCloseable {
     private final StableDiffusionXL base;
     private final Refiner refiner;
     private Refiner img2img;  // over the base's models, made on first use by the worker thread
+    private final LoraLibrary loraLibrary;  // null: no --lora-dir
     private final String modelName;
     private final String modelHash;
     private final String refinerName;
@@ -37,8 +39,9 @@ final class Pipelines implements AutoCloseable {
     /** The images of one request, and whether /sdapi/v1/interrupt stopped it before all were made. */
     record Batch(List<GeneratedImage> images, boolean interrupted) {}
 
-    Pipelines(Path model, Path refinerPath, Path configFolder, PipelineOptions options) {
+    Pipelines(Path model, Path refinerPath, Path configFolder, PipelineOptions options, Path loraDir) {
         this.modelPath = model;
+        this.loraLibrary = loraDir == null ? null : new LoraLibrary(loraDir);
         this.base = Files.isRegularFile(model) ? StableDiffusionXL.fromSingleFile(model, configFolder, options)
                 : StableDiffusionXL.load(model, options);
         try {
@@ -81,6 +84,11 @@ final class Pipelines implements AutoCloseable {
         return refiner != null;
     }
 
+    /** The folder prompt LoRA tags are looked up in, or null. */
+    LoraLibrary loraLibrary() {
+        return loraLibrary;
+    }
+
     /** The size a request gets when it names none (1024 for SDXL). */
     int defaultSize() {
         return base.defaultSize();
@@ -97,8 +105,30 @@ final class Pipelines implements AutoCloseable {
         return b.build();
     }
 
-    /** Runs {@code spec} on the worker thread; image by image so that each has its own seed. */
+    /**
+     * Runs {@code spec} on the worker thread; image by image so that each has its own seed. The request's LoRAs are
+     * applied unfused (run-time adapters beside the unchanged weights: quick to add and take away) for this request
+     * only, on the base's models (which image to image shares); the refiner gets none.
+     */
     Batch generate(ImageSpec spec, JobQueue.Job<?> job) {
+        if (spec.loras().isEmpty()) {
+            return generateImages(spec, job);
+        }
+        try {
+            for (ImageSpec.LoraUse l : spec.loras()) {
+                try {
+                    base.loadLora(l.file(), l.weight(), LoraMode.UNFUSED);
+                } catch (SdxlException e) {  // a file of the folder that is no LoRA for this model: the request's
+                    throw ApiException.badRequest("prompt", "the LoRA \"" + l.name() + "\" cannot be used: " + e.getMessage());
+                }
+            }
+            return generateImages(spec, job);
+        } finally {
+            base.unloadLoras();
+        }
+    }
+
+    private Batch generateImages(ImageSpec spec, JobQueue.Job<?> job) {
         List<GeneratedImage> out = new ArrayList<>();
         for (int i = 0; i < spec.count(); i++) {
             job.startImage(i, spec.count(), spec.height(), spec.width());
@@ -146,6 +176,10 @@ final class Pipelines implements AutoCloseable {
             }
         }
         GenerationParameters.Builder p = result.parametersBuilder(0).model(modelName);
+        if (!spec.loras().isEmpty()) {
+            p.prompt(spec.promptAsWritten());  // A1111 records the prompt as written, tags included
+            p.extra("Lora hashes", base.loraHashes());
+        }
         if (modelHash != null) {
             p.modelHash(modelHash);
         }

@@ -25,6 +25,10 @@ public final class ServeCommand implements Callable<Integer> {
             + "Face repo id in the local cache (default: $SDXL4J_MODEL, then " + DEFAULT_REPO + " in the cache, then the "
             + "bundled test model)")
     String model;
+    @Option(names = "--lora-dir", description = "folder where A1111 prompt tags <lora:NAME:WEIGHT> find NAME.safetensors "
+            + "(searched recursively; applied to that request only)")
+    Path loraDir;
+
     @Option(names = "--refiner", description = "refiner model (folder, file or repo id): used as the ensemble of experts when a "
             + "request asks for it (OpenAI: \"refiner\": true, the default when loaded; A1111: refiner_checkpoint)")
     String refiner;
@@ -97,7 +101,7 @@ public final class ServeCommand implements Callable<Integer> {
         Path modelPath = resolveModel();
         Path refinerPath = refiner == null ? null : resolve(refiner);
         System.err.println("loading " + modelPath + (refinerPath == null ? "" : " with refiner " + refinerPath) + " ...");
-        Server server = Server.load(modelPath, refinerPath, config, options, cfg).start();
+        Server server = Server.load(modelPath, refinerPath, config, options, cfg, loraDir).start();
         Runtime.getRuntime().addShutdownHook(new Thread(server::close, "sdxl4j-server-shutdown"));
         System.err.println("serving on http://" + host + ":" + server.port() + "/  (Ctrl-C stops)");
         server.awaitStop();

@@ -92,7 +92,16 @@ public final class Server implements AutoCloseable {
      * for them (not started yet).
      */
     public static Server load(Path model, Path refiner, Path configFolder, PipelineOptions options, ServerConfig config) {
-        Pipelines p = new Pipelines(model, refiner, configFolder, options);
+        return load(model, refiner, configFolder, options, config, null);
+    }
+
+    /**
+     * As {@link #load(Path, Path, Path, PipelineOptions, ServerConfig)}, with {@code loraDir} (or null): the folder
+     * where A1111 prompt tags {@code <lora:NAME:WEIGHT>} find {@code NAME.safetensors}, applied per request.
+     */
+    public static Server load(Path model, Path refiner, Path configFolder, PipelineOptions options, ServerConfig config,
+                              Path loraDir) {
+        Pipelines p = new Pipelines(model, refiner, configFolder, options, loraDir);
         try {
             return new Server(p, config, options.watermark());
         } catch (RuntimeException e) {
