@@ -17,6 +17,7 @@ cudaStream_t stream();
 // Makes the calling thread's current device the process's one (device::select_cuda_device); stream() and every
 // allocation or copy call it, so a thread (e.g. a new Java thread) never issues work to device 0 by default.
 void bind_thread();
+void bind_thread_quietly() noexcept;  // the same for frees and destructors, which must not throw
 cudaStream_t main_stream();                      // the backend's stream, whatever this thread captures
 void set_thread_stream(cudaStream_t s) noexcept;  // this thread's override of stream() (null: none)
 

@@ -234,6 +234,7 @@ void graph_pool_release(GraphPool* pool) noexcept {
 
 void allocator_free(void* ptr) noexcept {
     if (!ptr) return;
+    bind_thread_quietly();  // a tensor may be freed on any thread (a Java cleaner's): cudaFree on the right device
     Allocator& a = allocator();
     std::lock_guard<std::mutex> lock(a.mu);
     auto it = a.live.find(ptr);
@@ -274,6 +275,7 @@ std::string allocator_summary() {
 }
 
 void empty_cache() {
+    bind_thread_quietly();
     Allocator& a = allocator();
     std::lock_guard<std::mutex> lock(a.mu);
     a.release_cached();
@@ -471,6 +473,13 @@ void bind_thread() {
     }
     SDXL_CUDA_CHECK(cudaSetDevice(d));
     device::t_bound = d;
+}
+
+void bind_thread_quietly() noexcept {
+    const int d = device::selection().ordinal.load(std::memory_order_acquire);
+    if (device::t_bound == d) return;
+    if (cudaSetDevice(d) == cudaSuccess) device::t_bound = d;
+    else (void)cudaGetLastError();  // the free goes on as before; the next checked call reports a broken context
 }
 
 void set_thread_stream(cudaStream_t s) noexcept { t_stream = s; }

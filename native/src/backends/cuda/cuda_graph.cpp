@@ -23,6 +23,7 @@ struct CudaGraph {
     cuda::GraphPool* pool = nullptr;
     size_t nodes = 0;
     ~CudaGraph() {
+        cuda::bind_thread_quietly();
         if (exec) (void)cudaGraphExecDestroy(exec);
         if (graph) (void)cudaGraphDestroy(graph);
         (void)cudaGetLastError();
