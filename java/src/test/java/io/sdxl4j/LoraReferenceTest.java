@@ -484,7 +484,9 @@ class LoraReferenceTest {
                 "64", "--seed", "1", "--no-watermark", "-o", out.toString());
         assertEquals(0, rc, mode);
         String png = new String(Files.readAllBytes(out), StandardCharsets.ISO_8859_1);
-        assertTrue(png.contains("a cat <lora:kohya_sgm_fp16.lora:0.7>"), "the prompt as written");
+        // The prompt as written, with the --lora file as a tag too, so A1111 replaying the infotext applies both.
+        assertTrue(png.contains("a cat <lora:kohya_sgm_fp16.lora:0.7> <lora:peft_fp32.lora:0.5>\n"),
+                "the prompt as written plus the --lora tag");
         try (io.sdxl4j.models.LoraFile a = io.sdxl4j.models.LoraFile.open(loraFile("peft_fp32.lora.safetensors"), false);
              io.sdxl4j.models.LoraFile b = io.sdxl4j.models.LoraFile.open(loraFile("kohya_sgm_fp16.lora.safetensors"), false)) {
             String hashes = "Lora hashes: \"peft_fp32.lora: " + a.a1111Hash() + ", kohya_sgm_fp16.lora: " + b.a1111Hash() + "\"";

@@ -22,6 +22,7 @@ import io.sdxl4j.models.HuggingFaceCache;
 import io.sdxl4j.models.VaeTiling;
 import io.sdxl4j.text.LoraTags;
 import java.io.PrintStream;
+import java.math.BigDecimal;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.SecureRandom;
@@ -332,6 +333,9 @@ public final class Generate implements Callable<Integer> {
             if (infotextPrompt != null) {
                 p.prompt(infotextPrompt);
             }
+            if (!optionLoraTags.isEmpty()) {  // so that A1111 replaying the infotext applies the --lora files too
+                p.prompt(p.build().prompt() + " " + String.join(" ", optionLoraTags));
+            }
             if (loraHashes != null) {
                 p.extra("Lora hashes", loraHashes);  // A1111: "name: first 12 hex of the tensor data's SHA-256, ..."
             }
@@ -363,6 +367,7 @@ public final class Generate implements Callable<Integer> {
 
     private final List<LoraTags.Tag> promptTags = new ArrayList<>();
     private String infotextPrompt;
+    private final List<String> optionLoraTags = new ArrayList<>();  // <lora:NAME:SCALE> for each --lora
     private String loraHashes;
 
     private StableDiffusionXL openBase(Path model, PipelineOptions options) {
@@ -391,7 +396,11 @@ public final class Generate implements Callable<Integer> {
         LoraMode mode = LoraMode.fromName(loraMode);
         for (String arg : args) {
             Object[] fs = loraArg(arg);
-            target.loadLora((Path) fs[0], (Double) fs[1], mode, loraLenient);
+            String name = target.loadLora((Path) fs[0], (Double) fs[1], mode, loraLenient);
+            if (withPromptTags) {  // the generating model's: written into the infotext's prompt as A1111 tags
+                optionLoraTags.add("<lora:" + name + ":" + BigDecimal.valueOf((Double) fs[1]).stripTrailingZeros()
+                        .toPlainString() + ">");
+            }
         }
         if (withPromptTags) {
             for (LoraTags.Tag t : promptTags) {
