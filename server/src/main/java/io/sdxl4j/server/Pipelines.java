@@ -108,7 +108,8 @@ final class Pipelines implements AutoCloseable {
     /**
      * Runs {@code spec} on the worker thread; image by image so that each has its own seed. The request's LoRAs are
      * applied unfused (run-time adapters beside the unchanged weights: quick to add and take away) for this request
-     * only, on the base's models (which image to image shares); the refiner gets none.
+     * only, on the base's models (which image to image shares); the refiner's UNet gets none, but its
+     * text_encoder_2 is the base's, so a LoRA's text-encoder part reaches it too (as with the CLI's --lora).
      */
     Batch generate(ImageSpec spec, JobQueue.Job<?> job) {
         if (spec.loras().isEmpty()) {
