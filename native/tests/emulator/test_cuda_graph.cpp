@@ -20,6 +20,7 @@
 #include "nn/weights.h"
 #include "ops/ops.h"
 #include "test_tensors.h"
+#include "tiny_models.h"
 
 using namespace sdxl;
 using sdxl_test::rnd;
@@ -242,29 +243,6 @@ SDXL_TEST(cuda_graph_pool_and_backend_capture) {
 
 namespace {
 
-api::UNetConfig graph_unet_config() {  // test_unet.cpp's tiny4: 4 levels, cross-attention, text_time
-    api::UNetConfig c;
-    c.in_channels = 4;
-    c.out_channels = 4;
-    c.block_out_channels = {8, 16, 16, 16};
-    c.down_block_types = {"DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"};
-    c.up_block_types = {"UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"};
-    c.mid_block_type = "UNetMidBlock2DCrossAttn";
-    c.layers_per_block = 1;
-    c.transformer_layers_per_block = {1, 1, 2, 1};
-    c.num_attention_heads = {2, 2, 4, 2};
-    c.cross_attention_dim = 12;
-    c.norm_num_groups = 4;
-    c.norm_eps = 1e-5f;
-    c.use_linear_projection = true;
-    c.flip_sin_to_cos = true;
-    c.freq_shift = 0;
-    c.addition_embed_type = "text_time";
-    c.addition_time_embed_dim = 4;
-    c.projection_class_embeddings_input_dim = 5 * 4 + 6;
-    return c;
-}
-
 struct StepInputs {
     Tensor sample, timestep, context, text_embeds, time_ids;
 };
@@ -291,7 +269,7 @@ void unet_graph_case(DType dt) {
     const size_t pool_bytes_before = cuda::allocator_stats().graph_pool_bytes;
     {
         const models::UNet2DConditionModel unet(
-            graph_unet_config(), nn::WeightBuilder(nn::random_source(7, 1.0f), nn::Placement{Device::CUDA, dt}));
+            sdxl_test::tiny4_unet(), nn::WeightBuilder(nn::random_source(7, 1.0f), nn::Placement{Device::CUDA, dt}));
         auto fwd = [&](const StepInputs& in) {
             return unet.forward(in.sample, in.timestep, in.context, in.text_embeds, in.time_ids);
         };

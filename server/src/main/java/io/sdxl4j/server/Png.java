@@ -1,75 +1,29 @@
 package io.sdxl4j.server;
 
+import io.sdxl4j.images.Images;
 import java.awt.image.BufferedImage;
 import java.io.ByteArrayInputStream;
-import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.io.UncheckedIOException;
-import java.nio.charset.StandardCharsets;
 import java.util.Base64;
 import java.util.Iterator;
-import javax.imageio.IIOImage;
+import java.util.Map;
 import javax.imageio.ImageIO;
 import javax.imageio.ImageReader;
-import javax.imageio.ImageTypeSpecifier;
-import javax.imageio.ImageWriter;
-import javax.imageio.metadata.IIOMetadata;
-import javax.imageio.metadata.IIOMetadataNode;
 import javax.imageio.stream.ImageInputStream;
-import javax.imageio.stream.MemoryCacheImageOutputStream;
 
 /**
  * PNG bytes in memory (responses are never written to disk): encoding with AUTOMATIC1111's "parameters" text chunk,
  * and decoding of base64 images from requests with a pixel limit checked before any pixel is decoded.
  */
 final class Png {
-    private static final String FORMAT = "javax_imageio_png_1.0";
-
     private Png() {}
 
-    /** A PNG of {@code img} carrying {@code parameters} (A1111 infotext) as a tEXt (Latin-1) or iTXt chunk; null: none. */
+    /**
+     * A PNG of {@code img} carrying {@code parameters} (A1111 infotext) as a tEXt (Latin-1) or iTXt chunk; null: none.
+     * NULs, which a PNG text chunk cannot hold, are dropped (a prompt may carry one).
+     */
     static byte[] encode(BufferedImage img, String parameters) {
-        ImageWriter writer = ImageIO.getImageWritersByFormatName("png").next();
-        try (ByteArrayOutputStream bytes = new ByteArrayOutputStream();
-             MemoryCacheImageOutputStream out = new MemoryCacheImageOutputStream(bytes)) {
-            IIOMetadata metadata = writer.getDefaultImageMetadata(ImageTypeSpecifier.createFromRenderedImage(img),
-                    writer.getDefaultWriteParam());
-            if (parameters != null) {
-                metadata.mergeTree(FORMAT, textTree("parameters", parameters.replace("\0", "")));
-            }
-            writer.setOutput(out);
-            writer.write(null, new IIOImage(img, null, metadata), writer.getDefaultWriteParam());
-            out.flush();
-            return bytes.toByteArray();
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
-        } finally {
-            writer.dispose();
-        }
-    }
-
-    private static IIOMetadataNode textTree(String key, String value) {
-        IIOMetadataNode root = new IIOMetadataNode(FORMAT);
-        if (StandardCharsets.ISO_8859_1.newEncoder().canEncode(value)) {
-            IIOMetadataNode text = new IIOMetadataNode("tEXt");
-            IIOMetadataNode entry = new IIOMetadataNode("tEXtEntry");
-            entry.setAttribute("keyword", key);
-            entry.setAttribute("value", value);
-            text.appendChild(entry);
-            root.appendChild(text);
-        } else {
-            IIOMetadataNode text = new IIOMetadataNode("iTXt");
-            IIOMetadataNode entry = new IIOMetadataNode("iTXtEntry");
-            entry.setAttribute("keyword", key);
-            entry.setAttribute("compressionFlag", "FALSE");
-            entry.setAttribute("compressionMethod", "0");
-            entry.setAttribute("languageTag", "");
-            entry.setAttribute("translatedKeyword", "");
-            entry.setAttribute("text", value);
-            text.appendChild(entry);
-            root.appendChild(text);
-        }
-        return root;
+        return Images.pngBytes(img, parameters == null ? Map.of() : Map.of("parameters", parameters.replace("\0", "")));
     }
 
     static String base64(byte[] png) {
